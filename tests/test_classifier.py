@@ -1,0 +1,290 @@
+import math
+import pickle
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.utils._param_validation import InvalidParameterError
+from skorch.callbacks import EpochScoring, LRScheduler
+from skorch.dataset import ValidSplit
+
+from sklearn_clipdet import RobustMLPClassifier
+from sklearn_clipdet.losses import DetectorLoss
+from sklearn_clipdet.modules import DetectorMLP
+from sklearn_clipdet.optim import SAM
+
+
+def small(**params):
+    defaults = dict(hidden_layer_sizes=(16,), batch_size=32, max_epochs=3, random_state=0)
+    return RobustMLPClassifier(**{**defaults, **params})
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_classification(n_samples=120, n_features=6, random_state=0)
+    return X, y
+
+
+def test_defaults_reproduce_the_paper():
+    clf = RobustMLPClassifier()
+    params = clf.get_params()
+    expected = dict(
+        hidden_layer_sizes=(1536, 1536, 1536), dropout=0.335, negative_slope=0.01,
+        batch_norm=True, loss="cvar_auc", alpha=0.8, gamma=0.5, auc_margin=0.6,
+        auc_power=2.0, sam=True, sam_rho=0.05, sam_adaptive=False, lr=1e-3,
+        weight_decay=0.01, max_epochs=32, batch_size=2048, lr_schedule="cosine", lr_min=1e-5,
+    )
+    assert {k: params[k] for k in expected} == expected
+
+
+def test_network_optimiser_and_schedule_built_at_fit_time():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 12)), np.tile([0, 1], 20)
+    clf = RobustMLPClassifier(max_epochs=1, batch_size=16, random_state=0).fit(X, y)
+
+    layers = list(clf.module_.hidden)
+    assert [type(layer).__name__ for layer in layers] == [
+        "Linear", "BatchNorm1d", "LeakyReLU", "Dropout"
+    ] * 3
+    assert layers[0].in_features == 12  # built from n_features_in_, not a fixed 1536
+    assert all(layer.out_features == 1536 for layer in layers[::4])
+    assert layers[2].negative_slope == 0.01 and layers[3].p == 0.335
+    assert (clf.module_.output.in_features, clf.module_.output.out_features) == (1536, 1)
+
+    assert isinstance(clf.optimizer_, SAM) and isinstance(clf.optimizer_.base_optimizer,
+                                                          torch.optim.AdamW)
+    group = clf.optimizer_.param_groups[0]
+    assert (group["rho"], group["weight_decay"], group["betas"]) == (0.05, 0.01, (0.9, 0.999))
+    assert isinstance(clf.criterion_, DetectorLoss)
+    assert (clf.criterion_.alpha, clf.criterion_.gamma) == (0.8, 0.5)
+    scheduler = dict(clf.callbacks_)["lr_scheduler"]
+    assert isinstance(scheduler, LRScheduler)
+    assert scheduler.kwargs == {"T_max": 1, "eta_min": 1e-5}
+
+
+def test_kaiming_uniform_initialisation():
+    linear = DetectorMLP(512, hidden_layer_sizes=(256,)).hidden[0]
+    gain = math.sqrt(2.0 / (1 + 0.01**2))
+    bound = gain * math.sqrt(3.0 / 512)
+    weight = linear.weight.detach()
+    assert weight.abs().max() <= bound
+    assert weight.abs().max() > 0.95 * bound  # uniform on the whole interval
+    assert torch.count_nonzero(linear.bias) == 0
+
+
+def test_cosine_schedule_reaches_lr_min(data):
+    X, y = data
+    clf = small(max_epochs=4, lr=1e-2, lr_min=1e-4).fit(X, y)
+    lrs = clf.history[:, "event_lr"]
+    assert lrs[0] == pytest.approx(1e-2)
+    assert lrs == sorted(lrs, reverse=True)
+    assert clf.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-4)
+    constant = small(max_epochs=3, lr_schedule=None).fit(X, y)
+    assert constant.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_accepts_float_arrays_and_dataframes(data, dtype):
+    X, y = data
+    proba = small().fit(X.astype(dtype), y).predict_proba(X.astype(dtype))
+    frame = pd.DataFrame(X.astype(dtype), columns=[f"f{i}" for i in range(X.shape[1])])
+    clf = small().fit(frame, y)
+    assert list(clf.feature_names_in_) == list(frame.columns)
+    np.testing.assert_allclose(clf.predict_proba(frame), proba, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_rows_are_named(data, bad):
+    X, y = data
+    X = X.copy()
+    X[[5, 17], 2] = bad
+    with pytest.raises(ValueError, match=r"2 row\(s\): \[5, 17\]"):
+        small().fit(X, y)
+    clf = small().fit(data[0], y)
+    with pytest.raises(ValueError, match=r"\[5, 17\]"):
+        clf.predict_proba(X)
+
+
+def test_input_is_not_modified(data):
+    X, y = data
+    X32 = X.astype(np.float32)
+    X_before, y_before = X32.copy(), y.copy()
+    small().fit(X32, y)
+    np.testing.assert_array_equal(X32, X_before)
+    np.testing.assert_array_equal(y, y_before)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [np.array(["real", "fake"]), np.array([False, True]), np.array([3, 7]), np.array([1, 0])],
+)
+def test_any_two_labels(data, labels):
+    X, y01 = data
+    y = labels[y01]
+    clf = small(max_epochs=15, lr=1e-2).fit(X, y)
+    np.testing.assert_array_equal(clf.classes_, np.sort(labels))
+    predicted = clf.predict(X)
+    assert predicted.dtype == y.dtype and set(predicted) <= set(labels)
+    assert (predicted == y).mean() > 0.8
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    decision = clf.decision_function(X)
+    assert decision.shape == (len(X),)
+    np.testing.assert_array_equal(predicted, clf.classes_[(decision > 0).astype(int)])
+    # the score orders samples of classes_[1] above those of classes_[0]
+    assert roc_auc_score(y == clf.classes_[1], proba[:, 1]) > 0.85
+
+
+def test_one_class_and_multiclass_are_rejected(data):
+    X, _ = data
+    with pytest.raises(ValueError, match=r"2 classes; got 1 class: \['fake'\]"):
+        small().fit(X, np.array(["fake"] * len(X)))
+    with pytest.raises(ValueError, match="Only binary classification is supported"):
+        small().fit(X, np.arange(len(X)) % 3)
+    with pytest.raises(ValueError, match="Unknown label type"):
+        small().fit(X, np.linspace(0, 1, len(X)))
+
+
+def test_invalid_parameters_are_reported_at_fit(data):
+    X, y = data
+    clf = small(alpha=0.0)  # construction stores, never validates
+    with pytest.raises(InvalidParameterError, match="alpha"):
+        clf.fit(X, y)
+    with pytest.raises(InvalidParameterError, match="loss"):
+        small(loss="hinge").fit(X, y)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        small(hidden_layer_sizes=(8, 0)).fit(X, y)
+
+
+def test_random_state_makes_fit_deterministic_and_leaves_global_rng_alone(data):
+    X, y = data
+    state = torch.get_rng_state()
+    clf = small(max_epochs=4).fit(X, y)
+    assert torch.equal(state, torch.get_rng_state())
+    first = clf.predict_proba(X)
+    second = small(max_epochs=4).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(first, second)
+    other_seed = small(max_epochs=4, random_state=1).fit(X, y).predict_proba(X)
+    assert not np.array_equal(first, other_seed)
+
+
+def test_scores_do_not_depend_on_the_prediction_batch(data):
+    X, y = data
+    clf = small(hidden_layer_sizes=(64, 64)).fit(X, y)
+    full = clf.decision_function(X)
+    one_by_one = np.concatenate([clf.decision_function(X[i : i + 1]) for i in range(len(X))])
+    np.testing.assert_allclose(full, one_by_one, rtol=1e-12, atol=1e-12)
+
+
+def test_trailing_batch_of_one_sample_trains(data):
+    X, y = data
+    clf = small(batch_size=17).fit(X[:35], y[:35])  # 35 = 2 * 17 + 1
+    assert len(clf.history[-1, "batches"]) == 2
+
+
+def test_partial_fit_continues_training(data):
+    X, y = data
+    clf = small(max_epochs=2)
+    clf.partial_fit(X[:60], y[:60], classes=[0, 1])
+    clf.partial_fit(X[60:], y[60:])
+    assert len(clf.history) == 4
+    with pytest.raises(ValueError, match="3 features"):
+        clf.partial_fit(X[:, :3], y)
+    with pytest.raises(ValueError, match=r"labels \[2\]"):
+        clf.partial_fit(X, np.full(len(X), 2))
+
+
+def test_ablation_variants_train(data):
+    X, y = data
+    for params in [
+        dict(loss="bce", sam=False),
+        dict(loss="cvar"),
+        dict(loss="auc"),
+        dict(sam_adaptive=True),
+        dict(batch_norm=False),
+    ]:
+        clf = small(**params).fit(X, y)
+        assert np.isfinite(clf.history[:, "train_loss"]).all(), params
+        assert isinstance(clf.optimizer_, SAM) == params.get("sam", True)
+
+
+def test_skorch_callbacks_and_validation_split(data):
+    X, y = data
+    clf = small(
+        train_split=ValidSplit(4, stratified=True),
+        callbacks=[("auc", EpochScoring("roc_auc", name="valid_auc", lower_is_better=False))],
+    ).fit(X, y)
+    assert 0.0 <= clf.history[-1, "valid_auc"] <= 1.0
+    assert np.isfinite(clf.history[-1, "valid_loss"])
+
+
+def test_verbose_prints_only_when_asked(data, capsys):
+    X, y = data
+    small().fit(X, y)
+    assert capsys.readouterr().out == ""
+    small(verbose=1).fit(X, y)
+    assert "train_loss" in capsys.readouterr().out
+
+
+def test_clone_and_set_params(data):
+    X, y = data
+    clf = small(gamma=0.3)
+    clf.set_params(gamma=0.7, sam_rho=0.1)
+    copy = clone(clf)
+    assert copy.get_params(deep=False) == clf.get_params(deep=False)
+    copy.fit(X, y)
+    assert (copy.criterion_.gamma, copy.optimizer_.param_groups[0]["rho"]) == (0.7, 0.1)
+    assert "gamma=0.7" in repr(copy)
+
+
+def test_grid_search_over_gamma_and_rho(data):
+    X, y = data
+    search = GridSearchCV(
+        small(max_epochs=2),
+        {"gamma": [0.3, 0.7], "sam_rho": [0.0, 0.05]},
+        scoring="roc_auc",
+        cv=2,
+    ).fit(X, y)
+    assert len(search.cv_results_["params"]) == 4
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.predict_proba(X).shape == (len(X), 2)
+
+
+def test_joblib_and_pickle_round_trip(data, tmp_path):
+    X, y = data
+    clf = small().fit(X, np.array(["real", "fake"])[y])
+    path = tmp_path / "clf.joblib"
+    joblib.dump(clf, path)
+    loaded = joblib.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(loaded.classes_, clf.classes_)
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict(X), clf.predict(X))
+
+
+def test_default_model_beats_sklearn_baselines_on_1536_features():
+    X, y = make_classification(
+        n_samples=1000, n_features=1536, n_informative=32, n_redundant=32, random_state=0
+    )
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=0
+    )
+    # Paper defaults, with a batch size and schedule sized for 700 training rows.
+    ours = RobustMLPClassifier(batch_size=64, max_epochs=8, random_state=0).fit(X_train, y_train)
+    mlp = MLPClassifier(max_iter=300, random_state=0).fit(X_train, y_train)
+    logistic = LogisticRegression(max_iter=2000).fit(X_train, y_train)
+    auc = {
+        name: roc_auc_score(y_test, model.predict_proba(X_test)[:, 1])
+        for name, model in [("ours", ours), ("mlp", mlp), ("logistic", logistic)]
+    }
+    assert auc["ours"] >= auc["mlp"], auc
+    assert auc["ours"] >= auc["logistic"], auc
