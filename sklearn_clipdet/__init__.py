@@ -4,8 +4,8 @@ The estimators follow scikit-learn's API, so they compose into pipelines,
 grid searches and cross-validation like any other estimator.
 """
 
+from ._version import __version__
 from .classifier import RobustMLPClassifier
+from .featurizer import CLIPFeaturizer
 
-__version__ = "0.1.0"
-
-__all__ = ["RobustMLPClassifier", "__version__"]
+__all__ = ["CLIPFeaturizer", "RobustMLPClassifier", "__version__"]

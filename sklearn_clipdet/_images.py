@@ -1,0 +1,312 @@
+"""Read image inputs of any supported kind and turn them into RGB PIL images.
+
+Inputs are file paths (str or path-like), encoded bytes, PIL images and
+HxW / HxWxC uint8 arrays. Reading happens in two steps so that a feature
+cache can be consulted in between: :func:`load_source` gets the raw content
+(file bytes, or the in-memory image), :func:`decode_image` turns it into an
+RGB image ready for the model's preprocessing. Both raise ordinary
+exceptions; :func:`sample_errors` turns them into an :class:`ImageDecodeError`
+that names the sample.
+"""
+
+import contextlib
+import hashlib
+import io
+import math
+import numbers
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps
+
+__all__ = [
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "DecodeOptions",
+    "ImageDecodeError",
+    "ImageDecodeWarning",
+    "content_hash",
+    "decode_image",
+    "describe_input",
+    "is_missing",
+    "load_source",
+    "sample_errors",
+]
+
+#: PIL's own default limit (``PIL.Image.MAX_IMAGE_PIXELS``), about 89.5 megapixels.
+DEFAULT_MAX_IMAGE_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)
+
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_ORIENTATION = ExifTags.Base.Orientation
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}  # orientations that swap width and height
+_pil_limit_lock = threading.Lock()
+
+
+class ImageDecodeError(ValueError):
+    """An input sample could not be read as an image.
+
+    Attributes
+    ----------
+    index : int
+        Position of the sample in the input.
+    source : str
+        Short description of the input (its path, or its kind and size).
+    reason : str
+        What is wrong.
+    """
+
+    def __init__(self, index, source, reason):
+        self.index = index
+        self.source = source
+        self.reason = reason
+        super().__init__(f"Sample {index} ({source}): {reason}")
+
+    def __reduce__(self):
+        return type(self), (self.index, self.source, self.reason)
+
+
+class ImageDecodeWarning(UserWarning):
+    """Some samples could not be read and were given NaN features."""
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode encoded images.
+
+    Parameters
+    ----------
+    target_size : tuple of int or None
+        (height, width) the model's preprocessing resizes to; None disables
+        reduced-size decoding.
+    resize_mode : {"shortest", "longest", "squash"}
+        open_clip's resize mode, which decides the size after resizing.
+    draft : bool
+        Decode large JPEGs at a reduced scale (1/2, 1/4 or 1/8, PIL's draft
+        mode) when the result stays at least ``draft_margin`` times larger
+        than the resize target.
+    max_image_pixels : int or None
+        Refuse encoded images with more pixels (decompression-bomb guard).
+        None means no limit.
+    draft_margin : float
+        Minimum ratio between the reduced decode size and the resize target.
+    """
+
+    target_size: tuple = None
+    resize_mode: str = "shortest"
+    draft: bool = True
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    draft_margin: float = 3.0
+
+
+def is_missing(value):
+    """True for None, NaN and pandas' NA."""
+    if value is None:
+        return True
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return math.isnan(value)
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def describe_input(item):
+    """A short description of an input sample for error messages."""
+    if isinstance(item, (str, os.PathLike)):
+        return f"path {os.fspath(item)!r}"
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return f"bytes, {len(item)} bytes"
+    if isinstance(item, Image.Image):
+        return f"PIL image, mode {item.mode}, {item.width}x{item.height}"
+    if isinstance(item, np.ndarray):
+        return f"array, dtype {item.dtype}, shape {item.shape}"
+    if is_missing(item):
+        return repr(item)
+    return f"object of type {type(item).__name__}"
+
+
+@contextlib.contextmanager
+def sample_errors(index, item):
+    """Re-raise any exception from reading sample ``index`` as an :class:`ImageDecodeError`."""
+    try:
+        yield
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # decoders raise many types (OSError, SyntaxError, struct.error...)
+        raise ImageDecodeError(index, describe_input(item), _reason(exc)) from exc
+
+
+def _reason(exc):
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not an image file"
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not an image PIL can read (unknown or corrupt format)"
+    if isinstance(exc, Image.DecompressionBombError):
+        return str(exc)
+    if isinstance(exc, OSError) and "truncated" in str(exc):
+        return f"truncated or corrupt image data ({exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def load_source(item):
+    """Return the raw content of an input sample.
+
+    File paths are read into bytes; bytes are returned as bytes; PIL images and
+    arrays are validated and returned unchanged.
+    """
+    if is_missing(item):
+        raise ValueError("missing image (None or NaN)")
+    if isinstance(item, (str, os.PathLike)):
+        with open(item, "rb") as file:
+            data = file.read()
+        if not data:
+            raise ValueError("file is empty (0 bytes)")
+        return data
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+        if not data:
+            raise ValueError("empty bytes (0 bytes)")
+        return data
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, np.ndarray):
+        _check_array(item)
+        return item
+    raise TypeError(
+        f"unsupported input type {type(item).__name__}; expected a file path, bytes, "
+        "a PIL image or a uint8 array"
+    )
+
+
+def _check_array(array):
+    if array.dtype != np.uint8:
+        raise ValueError(f"arrays must have dtype uint8, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        return
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise ValueError(
+            f"arrays must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}"
+        )
+    if 0 in array.shape:
+        raise ValueError(f"array has no pixels, shape {array.shape}")
+
+
+def content_hash(source):
+    """A hash of the content of a :func:`load_source` result.
+
+    Encoded bytes are hashed as they are; in-memory images are hashed after
+    conversion to RGB, which is what the features depend on.
+    """
+    digest = hashlib.blake2b(digest_size=20)
+    if isinstance(source, bytes):
+        digest.update(b"encoded:")
+        digest.update(source)
+    else:
+        image = decode_image(source)
+        digest.update(f"pixels:{image.width}x{image.height}:".encode())
+        digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def decode_image(source, options=None):
+    """Turn a :func:`load_source` result into an RGB PIL image.
+
+    Applies the EXIF orientation, takes the first frame of animated images,
+    composites transparent images on white, scales 16-bit images to 8 bits
+    and, for large JPEGs, decodes at a reduced scale (see
+    :class:`DecodeOptions`).
+    """
+    options = options or DecodeOptions()
+    if isinstance(source, np.ndarray):
+        image = Image.fromarray(source[:, :, 0] if source.ndim == 3 and source.shape[2] == 1
+                                else source)
+    elif isinstance(source, Image.Image):
+        image = _first_frame(source)
+    else:
+        image = _open_limited(io.BytesIO(source), options.max_image_pixels)
+        if getattr(image, "is_animated", False):
+            image.seek(0)
+        if options.draft and options.target_size is not None and image.format == "JPEG":
+            _draft(image, options)
+        image.load()
+    if image.getexif().get(_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    return to_rgb(image)
+
+
+def _first_frame(image):
+    """The first frame of a caller's (possibly animated) image, leaving its position unchanged."""
+    if not getattr(image, "is_animated", False) or image.tell() == 0:
+        return image
+    position = image.tell()
+    try:
+        image.seek(0)
+        return image.copy()
+    finally:
+        image.seek(position)
+
+
+def _open_limited(file, max_pixels):
+    """Open an image, enforcing ``max_pixels`` instead of PIL's global limit.
+
+    PIL's global ``MAX_IMAGE_PIXELS`` is only lifted (under a lock, restored at
+    once) when the caller allows more than it does; opening reads the header only.
+    """
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    if pil_limit is not None and (max_pixels is None or max_pixels > pil_limit):
+        with _pil_limit_lock:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                image = Image.open(file)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    else:
+        image = Image.open(file)
+    pixels = image.width * image.height
+    if max_pixels is not None and pixels > max_pixels:
+        raise Image.DecompressionBombError(
+            f"image has {image.width}x{image.height} = {pixels} pixels, more than the limit of "
+            f"{max_pixels} (a guard against decompression bombs); raise max_image_pixels to "
+            "read it"
+        )
+    return image
+
+
+def _draft(image, options):
+    """Ask the JPEG decoder for a reduced scale that keeps the resize target covered."""
+    width, height = image.size
+    target_h, target_w = options.target_size
+    if image.getexif().get(_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS:
+        target_h, target_w = target_w, target_h
+    if options.resize_mode == "squash":
+        needed_w, needed_h = target_w, target_h
+    else:
+        ratios = (target_w / width, target_h / height)
+        scale = max(ratios) if options.resize_mode == "shortest" else min(ratios)
+        needed_w, needed_h = width * scale, height * scale
+    request = (
+        max(1, math.ceil(needed_w * options.draft_margin)),
+        max(1, math.ceil(needed_h * options.draft_margin)),
+    )
+    if min(width // request[0], height // request[1]) >= 2:
+        image.draft(image.mode, request)
+
+
+def to_rgb(image):
+    """Convert a PIL image of any mode to RGB.
+
+    Transparency is composited on white, 16-bit gray is scaled to 8 bits, and
+    other modes (L, 1, P, CMYK, YCbCr, ...) use PIL's conversion.
+    """
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        gray = np.clip(np.rint(values * (255 / 65535)), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode == "RGB":
+        return image
+    return image.convert("RGB")

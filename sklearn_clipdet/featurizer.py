@@ -1,0 +1,549 @@
+"""CLIPFeaturizer: frozen open_clip embeddings of images and captions as a sklearn transformer."""
+
+import contextlib
+import hashlib
+import json
+import numbers
+import os
+import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import PIL
+import torch
+from PIL import Image
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from ._backbone import PRECISIONS, load_backbone
+from ._cache import FeatureCache
+from ._images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DecodeOptions,
+    ImageDecodeError,
+    ImageDecodeWarning,
+    content_hash,
+    decode_image,
+    is_missing,
+    load_source,
+    sample_errors,
+)
+
+__all__ = ["CLIPFeaturizer"]
+
+_MODALITIES = ("image+text", "image", "text")
+_ON_ERROR = ("raise", "nan")
+_CACHE_FORMAT = 1  # bump when the meaning of stored vectors changes
+_PREVIEW = 10  # how many row indices error messages list
+
+
+def _preview(indices):
+    indices = [int(i) for i in indices]
+    shown = ", ".join(map(str, indices[:_PREVIEW]))
+    return f"[{shown}{', ...' if len(indices) > _PREVIEW else ''}]"
+
+
+@dataclass
+class _Prepared:
+    """One image sample after the decoding stage: cached vector, model input, or error."""
+
+    index: int
+    key: str = None
+    vector: np.ndarray = None
+    pixels: torch.Tensor = None
+    error: ImageDecodeError = None
+
+
+class CLIPFeaturizer(TransformerMixin, BaseEstimator):
+    """Embed images and captions with a frozen open_clip model.
+
+    Each sample becomes one float32 row: the image embedding, then the text
+    embedding (see ``modalities``). The model is loaded on the first
+    transform, shared by featurizers with the same model settings in a
+    process, and never pickled: a pickled featurizer holds its parameters
+    only and reloads the model when used.
+
+    Parameters
+    ----------
+    model_name : str, default="ViT-L-14"
+        An open_clip architecture ("ViT-B-32", "ViT-L-14", ...), or a source
+        with its own weights: ``"hf-hub:org/repo"`` or
+        ``"local-dir:/path/to/folder"`` (a folder with ``open_clip_config.json``
+        and the weights). ``pretrained`` is ignored for those two.
+    pretrained : str or None, default="openai"
+        A pretrained tag of ``model_name`` (see ``open_clip.list_pretrained()``),
+        a local checkpoint file, or None for random weights.
+    modalities : {"image+text", "image", "text"}, default="image+text"
+        Which embeddings to compute; with both, the image block comes first.
+    image_column, text_column : str, default="image", "text"
+        Columns of a DataFrame input holding the images and the captions.
+    default_text : str or None, default=None
+        Caption used for samples without one (None, NaN or an empty string)
+        when text is requested; a warning gives the count. With None, such
+        samples are an error.
+    device : str, default="auto"
+        Torch device; "auto" uses CUDA when available, else the CPU.
+    precision : {"fp32", "fp16", "bf16", "int8"}, default="fp32"
+        "fp16" and "bf16" need a GPU; "int8" is dynamic quantisation of the
+        linear layers on CPU.
+    batch_size : int, default=32
+        Samples per forward pass.
+    normalize : bool, default=True
+        Scale each embedding (image and text separately) to unit L2 norm.
+    on_error : {"raise", "nan"}, default="raise"
+        What to do with an image that cannot be read (missing file, empty or
+        truncated file, not an image, None). "raise" raises an
+        :class:`~sklearn_clipdet._images.ImageDecodeError` naming the sample;
+        "nan" gives the sample a row of NaN, warns once with the indices and
+        records them in ``failed_indices_``.
+    max_image_pixels : int or None, default=89478485
+        Encoded images with more pixels are refused as possible decompression
+        bombs (PIL's default limit). None removes the limit.
+    draft_decode : bool, default=True
+        Decode large JPEGs at a reduced scale (1/2, 1/4 or 1/8) that stays at
+        least three times the size the preprocessing resizes to. Much faster on camera
+        photos, with features very close to a full decode; set False for
+        results bit-identical to open_clip's own preprocessing.
+    cache_dir : str, path-like or None, default=None
+        Folder of an on-disk cache of per-sample embeddings, keyed by the
+        image content (or the text) and everything that changes the
+        embedding. Shared safely by several processes.
+    num_workers : int or None, default=None
+        Threads that read and preprocess images while the model runs; None
+        uses ``min(4, os.cpu_count())``, 0 decodes in the calling thread.
+    verbose : int, default=0
+        Show a progress bar when > 0.
+
+    Attributes
+    ----------
+    modalities_ : tuple of str
+        The embeddings computed, in output order: ("image", "text"),
+        ("image",) or ("text",).
+    failed_indices_ : ndarray of int
+        Indices of the samples that could not be read in the **last call to
+        transform** (empty after ``fit``). Unlike other fitted attributes it
+        is updated by ``transform``: it reports on the data just transformed.
+
+    Notes
+    -----
+    ``fit`` learns nothing: it validates the parameters and the layout of
+    ``X``. The input is images and text, not a numeric matrix, so
+    ``n_features_in_`` is not defined.
+
+    Images are read with EXIF orientation applied, the first frame of
+    animated images, transparency composited on white and 16-bit images
+    scaled to 8 bits. With ``draft_decode=False``, or for inputs where no
+    reduced decoding applies (PIL images, arrays, small files), the features
+    equal open_clip's ``model.encode_image(preprocess(image))`` and
+    ``model.encode_text(tokenizer(text))`` (L2-normalised if ``normalize``).
+    Captions longer than the model's context length are cut by its tokenizer.
+
+    The cache stores embeddings before normalisation, so changing
+    ``normalize`` or ``modalities`` reuses entries; every other setting that
+    changes an embedding (weights, precision, preprocessing, ``draft_decode``)
+    misses.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn_clipdet import CLIPFeaturizer
+    >>> X = pd.DataFrame({"image": ["cat.jpg", "dog.png"], "text": ["a cat", None]})
+    >>> featurizer = CLIPFeaturizer("ViT-B-32", pretrained="openai", default_text="a photo")
+    >>> features = featurizer.fit_transform(X)  # doctest: +SKIP
+    >>> features.shape  # doctest: +SKIP
+    (2, 1024)
+    """
+
+    def __init__(
+        self,
+        model_name="ViT-L-14",
+        pretrained="openai",
+        *,
+        modalities="image+text",
+        image_column="image",
+        text_column="text",
+        default_text=None,
+        device="auto",
+        precision="fp32",
+        batch_size=32,
+        normalize=True,
+        on_error="raise",
+        max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+        draft_decode=True,
+        cache_dir=None,
+        num_workers=None,
+        verbose=0,
+    ):
+        self.model_name = model_name
+        self.pretrained = pretrained
+        self.modalities = modalities
+        self.image_column = image_column
+        self.text_column = text_column
+        self.default_text = default_text
+        self.device = device
+        self.precision = precision
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.on_error = on_error
+        self.max_image_pixels = max_image_pixels
+        self.draft_decode = draft_decode
+        self.cache_dir = cache_dir
+        self.num_workers = num_workers
+        self.verbose = verbose
+
+    # --- sklearn API -------------------------------------------------------------------------
+
+    def fit(self, X, y=None):
+        """Validate the parameters and the layout of ``X``; nothing is learnt.
+
+        Parameters
+        ----------
+        X : DataFrame, sequence or None
+            A DataFrame with ``image_column`` and/or ``text_column``, or a
+            sequence of images (of captions when ``modalities="text"``). None
+            skips the layout check (the featurizer learns nothing from data).
+        y : ignored
+
+        Returns
+        -------
+        self : CLIPFeaturizer
+        """
+        self._validate_params()
+        if X is not None:
+            self._split_input(X)
+        self.modalities_ = tuple(self.modalities.split("+"))
+        self.failed_indices_ = np.array([], dtype=np.intp)
+        return self
+
+    def transform(self, X):
+        """Embed each sample of ``X``.
+
+        Parameters
+        ----------
+        X : DataFrame or sequence
+            As in :meth:`fit`. Images may be str or path-like file paths,
+            bytes, PIL images, or (H, W) / (H, W, C) uint8 arrays.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features), dtype float32
+            One row per sample, in input order; the image block, then the
+            text block. Rows of unreadable images are NaN when
+            ``on_error="nan"``.
+        """
+        check_is_fitted(self)
+        self._validate_params()
+        images, texts = self._split_input(X)
+        n_samples = len(images if images is not None else texts)
+        if "text" in self.modalities_:
+            texts = self._fill_missing_texts(texts, n_samples)
+        backbone = self._get_backbone()
+        blocks, errors, failed = [], [], np.zeros(n_samples, dtype=bool)
+        with self._open_cache() as cache:
+            if "image" in self.modalities_:
+                image_block, errors = self._image_features(images, backbone, cache)
+                blocks.append(image_block)
+                failed[[error.index for error in errors]] = True
+            if "text" in self.modalities_:
+                blocks.append(self._text_features(texts, backbone, cache))
+        features = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+        features[failed] = np.nan
+        self.failed_indices_ = np.flatnonzero(failed)
+        if failed.any():
+            warnings.warn(
+                f"{failed.sum()} of {n_samples} images could not be read and got NaN features "
+                f"(indices {_preview(self.failed_indices_)}); first error: {errors[0]}. "
+                "The indices are in failed_indices_.",
+                ImageDecodeWarning,
+                stacklevel=3,  # transform is wrapped by sklearn's set_output
+            )
+        return features
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output columns: ``image_0, ...`` then ``text_0, ...``.
+
+        Loads the model (if not loaded yet) to learn the embedding sizes.
+
+        Parameters
+        ----------
+        input_features : ignored
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        backbone = self._get_backbone()
+        dims = {"image": backbone.image_dim, "text": backbone.text_dim}
+        names = [f"{kind}_{i}" for kind in self.modalities_ for i in range(dims[kind])]
+        return np.asarray(names, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    # --- validation --------------------------------------------------------------------------
+
+    def _validate_params(self):
+        if self.modalities not in _MODALITIES:
+            raise ValueError(f"modalities must be one of {_MODALITIES}, got {self.modalities!r}.")
+        if self.on_error not in _ON_ERROR:
+            raise ValueError(f"on_error must be one of {_ON_ERROR}, got {self.on_error!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        if not isinstance(self.model_name, str) or not self.model_name:
+            raise ValueError(f"model_name must be a non-empty str, got {self.model_name!r}.")
+        if self.pretrained is not None and not isinstance(self.pretrained, (str, os.PathLike)):
+            raise ValueError(f"pretrained must be a str, a path or None, got {self.pretrained!r}.")
+        if self.default_text is not None and not isinstance(self.default_text, str):
+            raise ValueError(f"default_text must be a str or None, got {self.default_text!r}.")
+        _check_int("batch_size", self.batch_size, minimum=1)
+        _check_int("verbose", self.verbose, minimum=0)
+        if self.num_workers is not None:
+            _check_int("num_workers", self.num_workers, minimum=0)
+        if self.max_image_pixels is not None:
+            _check_int("max_image_pixels", self.max_image_pixels, minimum=1)
+
+    def _split_input(self, X):
+        """Return ``(images, texts)``: sequences, or None for a modality not given."""
+        wants_image = "image" in self.modalities
+        wants_text = "text" in self.modalities
+        if isinstance(X, pd.DataFrame):
+            images = texts = None
+            if wants_image:
+                if self.image_column not in X.columns:
+                    raise ValueError(
+                        f"X has no column {self.image_column!r} (columns: {list(X.columns)}); "
+                        "set image_column."
+                    )
+                images = X[self.image_column].tolist()
+            if wants_text:
+                if self.text_column in X.columns:
+                    texts = X[self.text_column].tolist()
+                elif self.default_text is None:
+                    raise ValueError(
+                        f"X has no column {self.text_column!r} (columns: {list(X.columns)}); "
+                        "set text_column, default_text, or modalities='image'."
+                    )
+            return images, texts
+        if isinstance(X, (str, bytes, os.PathLike, Image.Image)) or not hasattr(X, "__len__"):
+            raise TypeError(
+                "X must be a DataFrame or a sequence of samples (wrap a single image or text "
+                f"in a list), got {type(X).__name__}."
+            )
+        if isinstance(X, np.ndarray) and X.dtype != object:
+            if X.dtype == np.uint8 and X.ndim == 4:
+                X = list(X)  # a stack of (H, W, C) images
+            elif X.ndim != 1:
+                raise ValueError(
+                    f"A numeric array X must be a (n, H, W, C) uint8 stack of images, got dtype "
+                    f"{X.dtype} and shape {X.shape}; pass a list of arrays instead."
+                )
+        samples = X.tolist() if isinstance(X, (pd.Series, pd.Index)) else X
+        if self.modalities == "text":
+            return None, samples
+        if wants_text and self.default_text is None:
+            raise ValueError(
+                "X is a plain sequence, so it has no captions, but modalities="
+                f"{self.modalities!r} asks for text; pass a DataFrame with a "
+                f"{self.text_column!r} column, set default_text, or use modalities='image'."
+            )
+        return samples, None
+
+    def _fill_missing_texts(self, texts, n_samples):
+        texts = [None] * n_samples if texts is None else list(texts)
+        missing = []
+        for i, text in enumerate(texts):
+            if is_missing(text) or (isinstance(text, str) and not text.strip()):
+                missing.append(i)
+            elif not isinstance(text, str):
+                raise TypeError(f"The text of sample {i} must be a str, got {type(text).__name__}.")
+        if not missing:
+            return texts
+        if self.default_text is None:
+            raise ValueError(
+                f"{len(missing)} of {n_samples} samples have no text (rows {_preview(missing)}); "
+                "set default_text to caption them, or use modalities='image'."
+            )
+        warnings.warn(
+            f"default_text {self.default_text!r} used for {len(missing)} of {n_samples} samples "
+            "without text.",
+            UserWarning,
+            stacklevel=4,
+        )
+        for i in missing:
+            texts[i] = self.default_text
+        return texts
+
+    # --- model and cache ---------------------------------------------------------------------
+
+    def _get_backbone(self):
+        pretrained = os.fspath(self.pretrained) if self.pretrained is not None else None
+        return load_backbone(
+            self.model_name, pretrained, device=self.device, precision=self.precision
+        )
+
+    def _open_cache(self):
+        if self.cache_dir is None:
+            return contextlib.nullcontext()
+        return FeatureCache(self.cache_dir)
+
+    def _cache_prefix(self, kind, backbone, decode_options=None):
+        settings = {"format": _CACHE_FORMAT, "kind": kind, "backbone": backbone.fingerprint}
+        if kind == "image":
+            settings.update(
+                draft=decode_options.draft and decode_options.target_size is not None,
+                draft_margin=decode_options.draft_margin,
+                pillow=PIL.__version__,
+            )
+        return json.dumps(settings, sort_keys=True)
+
+    @staticmethod
+    def _cache_key(prefix, content):
+        return hashlib.blake2b(f"{prefix}|{content}".encode(), digest_size=20).hexdigest()
+
+    def _encode_images(self, pixels):
+        """Raw (not normalised) image embeddings of a (n, 3, H, W) batch, float32 array.
+
+        Every image forward pass goes through this method.
+        """
+        return self._get_backbone().encode_image(pixels).numpy()
+
+    def _encode_texts(self, tokens):
+        """Raw (not normalised) text embeddings of a (n, L) token batch, float32 array."""
+        return self._get_backbone().encode_text(tokens).numpy()
+
+    def _finish(self, block):
+        if self.normalize:
+            block = torch.nn.functional.normalize(torch.from_numpy(block), dim=-1).numpy()
+        return block
+
+    # --- images ------------------------------------------------------------------------------
+
+    def _image_features(self, images, backbone, cache):
+        """Embed all images, streaming: decoding runs ahead of the model in a thread pool."""
+        options = DecodeOptions(
+            target_size=backbone.image_size,
+            resize_mode=backbone.preprocess_cfg.get("resize_mode", "shortest"),
+            draft=bool(self.draft_decode),
+            max_image_pixels=self.max_image_pixels,
+        )
+        prefix = self._cache_prefix("image", backbone, options) if cache is not None else None
+        dim = backbone.image_dim
+
+        def prepare(index, item):
+            try:
+                with sample_errors(index, item):
+                    source = load_source(item)
+                    key = None
+                    if cache is not None:
+                        key = self._cache_key(prefix, content_hash(source))
+                if cache is not None:
+                    vector = cache.get(key, dim)
+                    if vector is not None:
+                        return _Prepared(index, key=key, vector=vector)
+                with sample_errors(index, item):
+                    image = decode_image(source, options)
+            except ImageDecodeError as error:
+                return _Prepared(index, error=error)
+            return _Prepared(index, key=key, pixels=backbone.preprocess_image(image))
+
+        features = np.full((len(images), dim), np.nan, dtype=np.float32)
+        errors, batch = [], []
+        done = {}  # cache key -> row already computed in this call
+        waiting = {}  # cache key -> rows with the same content as an image in `batch`
+
+        def flush():
+            vectors = self._encode_images(torch.stack([p.pixels for p in batch]))
+            for prepared, vector in zip(batch, vectors):
+                features[prepared.index] = vector
+                if prepared.key is not None:
+                    done[prepared.key] = prepared.index
+                    features[waiting.pop(prepared.key, [])] = vector
+            if cache is not None:
+                cache.put_many((p.key, v) for p, v in zip(batch, vectors))
+            batch.clear()
+
+        progress = tqdm(total=len(images), desc="CLIP images", unit="img",
+                        disable=self.verbose <= 0)
+        with progress, contextlib.closing(self._prepared_stream(images, prepare)) as stream:
+            for prepared in stream:
+                progress.update()
+                if prepared.error is not None:
+                    if self.on_error == "raise":
+                        raise prepared.error
+                    errors.append(prepared.error)
+                elif prepared.vector is not None:
+                    features[prepared.index] = prepared.vector
+                elif prepared.key in done:
+                    features[prepared.index] = features[done[prepared.key]]
+                elif prepared.key in waiting:
+                    waiting[prepared.key].append(prepared.index)
+                else:
+                    if prepared.key is not None:
+                        waiting[prepared.key] = []
+                    batch.append(prepared)
+                    if len(batch) == self.batch_size:
+                        flush()
+            if batch:
+                flush()
+        return self._finish(features), errors
+
+    def _prepared_stream(self, images, prepare):
+        """Yield ``prepare(i, image)`` in input order, computed ahead by a bounded thread pool."""
+        workers = min(4, os.cpu_count() or 1) if self.num_workers is None else self.num_workers
+        if workers == 0:
+            for index, item in enumerate(images):
+                yield prepare(index, item)
+            return
+        window = 2 * max(self.batch_size, workers)  # bounds the decoded images held in memory
+        pending = deque()
+        with ThreadPoolExecutor(workers, thread_name_prefix="clipdet-decode") as pool:
+            try:
+                for index, item in enumerate(images):
+                    pending.append(pool.submit(prepare, index, item))
+                    if len(pending) >= window:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    # --- texts -------------------------------------------------------------------------------
+
+    def _text_features(self, texts, backbone, cache):
+        """Embed the captions; each distinct caption is encoded (or read from the cache) once."""
+        unique = list(dict.fromkeys(texts))
+        vectors = {}
+        keys = {}
+        if cache is not None:
+            prefix = self._cache_prefix("text", backbone)
+            keys = {text: self._cache_key(prefix, text) for text in unique}
+            stored = cache.get_many(keys.values(), backbone.text_dim)
+            vectors = {text: stored[key] for text, key in keys.items() if key in stored}
+        todo = [text for text in unique if text not in vectors]
+        starts = range(0, len(todo), self.batch_size)
+        for start in tqdm(starts, desc="CLIP texts", unit="batch",
+                          disable=self.verbose <= 0 or not todo):
+            chunk = todo[start:start + self.batch_size]
+            encoded = self._encode_texts(backbone.tokenizer(chunk))
+            vectors.update(zip(chunk, encoded))
+            if cache is not None:
+                cache.put_many((keys[text], vector) for text, vector in zip(chunk, encoded))
+        features = np.empty((len(texts), backbone.text_dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            features[i] = vectors[text]
+        return self._finish(features)
+
+
+def _check_int(name, value, *, minimum):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")

@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny offline open_clip model and the playground images."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sklearn_clipdet.testing import write_tiny_model
+
+PLAYGROUND_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "playground"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_name(tmp_path_factory):
+    """``"local-dir:<folder>"`` of a tiny random open_clip model (32 px images, 16-d embeddings).
+
+    Usable as ``model_name`` of CLIPFeaturizer or of open_clip's own factory functions.
+    """
+    return write_tiny_model(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model_name):
+    """Folder holding the tiny model's ``open_clip_config.json`` and safetensors weights."""
+    return Path(tiny_model_name.removeprefix("local-dir:"))
+
+
+@pytest.fixture(scope="session")
+def playground_dir():
+    """``../shared/data/playground`` (``real/`` and ``ai/`` JPEGs); skips the test when absent."""
+    if not (PLAYGROUND_DIR / "real").is_dir() or not (PLAYGROUND_DIR / "ai").is_dir():
+        pytest.skip(f"playground images not found at {PLAYGROUND_DIR.resolve()}")
+    return PLAYGROUND_DIR
+
+
+@pytest.fixture(scope="session")
+def playground_samples(playground_dir):
+    """``(paths, labels)``: the playground JPEG paths (str) and labels, 1 = generated, 0 = real."""
+    real = sorted(str(p) for p in (playground_dir / "real").glob("*.jpg"))
+    fake = sorted(str(p) for p in (playground_dir / "ai").glob("*.jpg"))
+    if not real or not fake:
+        pytest.skip(f"playground folder {playground_dir} has no JPEGs")
+    return real + fake, np.array([0] * len(real) + [1] * len(fake))
