@@ -1,0 +1,83 @@
+"""The detector: a scikit-learn Pipeline of CLIPFeaturizer and RobustMLPClassifier."""
+
+from sklearn.pipeline import make_pipeline
+
+from ._backbone import resolve_device
+from .classifier import RobustMLPClassifier
+from .featurizer import CLIPFeaturizer
+
+
+def make_detector(
+    model_name="ViT-L-14",
+    pretrained="openai",
+    *,
+    modalities="image+text",
+    cache_dir=None,
+    device="auto",
+    random_state=None,
+    verbose=0,
+    featurizer_params=None,
+    classifier_params=None,
+):
+    """Build the detector of the paper as a scikit-learn Pipeline.
+
+    The pipeline has two steps, ``"clipfeaturizer"`` (:class:`CLIPFeaturizer`)
+    and ``"robustmlpclassifier"`` (:class:`RobustMLPClassifier`), so grid
+    searches address their parameters as ``"robustmlpclassifier__gamma"``.
+    Both start from the paper's defaults.
+
+    Parameters
+    ----------
+    model_name : str, default="ViT-L-14"
+        open_clip architecture or ``"hf-hub:"`` / ``"local-dir:"`` source.
+    pretrained : str or None, default="openai"
+        Pretrained tag or local checkpoint file, see :class:`CLIPFeaturizer`.
+    modalities : {"image+text", "image", "text"}, default="image+text"
+        Which embeddings the classifier sees. Use "image" for images without
+        captions (and to check that captions do not leak the label).
+    cache_dir : str, path-like or None, default=None
+        On-disk cache of per-image embeddings. Strongly recommended for
+        cross-validation and grid searches: with it, each unique image is
+        encoded once across all folds and candidates; without it, every fit
+        and every scoring encodes its images again.
+    device : str, default="auto"
+        Torch device of both steps; "auto" picks CUDA when available.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the classifier's training.
+    verbose : int, default=0
+        Progress bar for the featurizer and epoch log for the classifier.
+    featurizer_params, classifier_params : dict or None, default=None
+        Further parameters of each step; they override the arguments above.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+
+    Examples
+    --------
+    >>> from sklearn_clipdet import make_detector
+    >>> detector = make_detector("ViT-B-32", "openai", modalities="image",
+    ...                          classifier_params={"max_epochs": 10})
+    >>> [name for name, _ in detector.steps]
+    ['clipfeaturizer', 'robustmlpclassifier']
+    """
+    featurizer = CLIPFeaturizer(
+        model_name,
+        pretrained,
+        **{
+            "modalities": modalities,
+            "cache_dir": cache_dir,
+            "device": device,
+            "verbose": verbose,
+            **(featurizer_params or {}),
+        },
+    )
+    classifier = RobustMLPClassifier(
+        **{
+            "device": resolve_device(device),
+            "random_state": random_state,
+            "verbose": verbose,
+            **(classifier_params or {}),
+        }
+    )
+    return make_pipeline(featurizer, classifier)

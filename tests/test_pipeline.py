@@ -1,0 +1,129 @@
+"""The whole detector: featurizer + classifier in one scikit-learn Pipeline."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import (
+    GridSearchCV,
+    StratifiedKFold,
+    cross_val_predict,
+    cross_validate,
+)
+from sklearn.pipeline import Pipeline
+
+from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier, make_detector
+from sklearn_clipdet._backbone import clear_backbone_cache
+
+SMALL_CLASSIFIER = dict(hidden_layer_sizes=(32,), batch_size=64, max_epochs=5, lr=1e-2)
+
+
+def tiny_detector(model_name, **params):
+    return make_detector(
+        model_name, None, modalities="image", device="cpu", random_state=0,
+        classifier_params=SMALL_CLASSIFIER, **params,
+    )
+
+
+def test_make_detector_defaults_follow_the_paper():
+    detector = make_detector()
+    assert isinstance(detector, Pipeline)
+    assert [name for name, _ in detector.steps] == ["clipfeaturizer", "robustmlpclassifier"]
+    featurizer, classifier = detector[0], detector[1]
+    assert (featurizer.model_name, featurizer.pretrained) == ("ViT-L-14", "openai")
+    assert featurizer.modalities == "image+text"
+    assert classifier.get_params(deep=False) == RobustMLPClassifier(
+        device=classifier.device
+    ).get_params(deep=False)
+
+
+def test_make_detector_passes_settings_to_each_step(tmp_path):
+    detector = make_detector(
+        "ViT-B-32", "laion2b_s34b_b79k", modalities="image", cache_dir=tmp_path,
+        device="cpu", random_state=3,
+        featurizer_params={"batch_size": 8}, classifier_params={"gamma": 0.7},
+    )
+    params = detector.get_params()
+    assert params["clipfeaturizer__batch_size"] == 8
+    assert params["clipfeaturizer__cache_dir"] == tmp_path
+    assert params["robustmlpclassifier__gamma"] == 0.7
+    assert params["robustmlpclassifier__random_state"] == 3
+    assert params["robustmlpclassifier__device"] == "cpu"
+
+
+def test_fit_and_predict_on_playground(tiny_model_name, playground_samples):
+    paths, y = playground_samples
+    detector = tiny_detector(tiny_model_name).fit(paths, y)
+    proba = detector.predict_proba(paths)
+    assert proba.shape == (len(paths), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert set(detector.predict(paths)) <= {0, 1}
+
+
+def _count_encoded_images(monkeypatch):
+    counter = {"images": 0, "calls": 0}
+    original = CLIPFeaturizer._encode_images
+
+    def counting(self, pixels):
+        counter["images"] += len(pixels)
+        counter["calls"] += 1
+        return original(self, pixels)
+
+    monkeypatch.setattr(CLIPFeaturizer, "_encode_images", counting)
+    return counter
+
+
+def test_grid_search_with_cache_encodes_each_image_once(
+    tiny_model_name, playground_samples, tmp_path, monkeypatch
+):
+    paths, y = playground_samples
+    X = pd.DataFrame({"image": paths})
+    counter = _count_encoded_images(monkeypatch)
+    search = GridSearchCV(
+        tiny_detector(tiny_model_name, cache_dir=tmp_path / "cache"),
+        {"robustmlpclassifier__gamma": [0.3, 0.7], "robustmlpclassifier__sam_rho": [0.0, 0.05]},
+        scoring="roc_auc",
+        cv=StratifiedKFold(3, shuffle=True, random_state=0),
+    ).fit(X, y)
+    assert counter["images"] == len(set(paths))
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+    # Without the cache every fit, every scoring and the refit encode again.
+    counter["images"] = 0
+    GridSearchCV(
+        tiny_detector(tiny_model_name),
+        {"robustmlpclassifier__gamma": [0.3, 0.7]},
+        scoring="roc_auc",
+        cv=StratifiedKFold(3, shuffle=True, random_state=0),
+    ).fit(X, y)
+    # 2 candidates x 3 folds x (train + test) + the final refit on everything
+    assert counter["images"] == 2 * 3 * len(paths) + len(paths)
+
+
+def test_cross_validate_and_cross_val_predict(tiny_model_name, playground_samples, tmp_path):
+    paths, y = playground_samples
+    detector = tiny_detector(tiny_model_name, cache_dir=tmp_path)
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    scores = cross_validate(detector, paths, y, cv=cv, scoring=["roc_auc", "accuracy"])
+    assert len(scores["test_roc_auc"]) == 3
+    proba = cross_val_predict(detector, paths, y, cv=cv, method="predict_proba")
+    assert proba.shape == (len(paths), 2)
+
+
+def test_joblib_round_trip_holds_no_clip_weights(
+    tiny_model_name, tiny_model_dir, playground_samples, tmp_path
+):
+    paths, y = playground_samples
+    detector = tiny_detector(tiny_model_name).fit(paths, y)
+    expected = detector.predict_proba(paths)
+    path = tmp_path / "detector.joblib"
+    joblib.dump(detector, path)
+
+    weights_size = (tiny_model_dir / "open_clip_model.safetensors").stat().st_size
+    assert path.stat().st_size < weights_size / 4
+    assert len(pickle.dumps(detector[0])) < 4096  # the featurizer pickles its settings only
+
+    clear_backbone_cache()  # the loaded pipeline must load the backbone again
+    loaded = joblib.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(paths), expected)
