@@ -33,23 +33,28 @@ def epoch_seconds(X, y, epochs, **params):
 
 
 def fminbound_cvar(losses, alpha):
-    """CVaR as the reference code computes it: a scalar search on the host."""
-    values = losses.detach().cpu().numpy()
+    """CVaR as the paper's reference code computes it (train.py of its public repository).
+
+    The objective is evaluated on the loss tensor and read back with ``.item()``
+    at every step of scipy's scalar search, over the bracket [min - 1000, max].
+    """
 
     def objective(lam):
-        return lam + np.maximum(values - lam, 0.0).mean() / alpha
+        return lam + (1.0 / alpha) * torch.relu(losses - lam).mean().item()
 
-    lam = fminbound(objective, values.min(), values.max())
-    return lam + torch.relu(losses - lam).mean() / alpha
+    values = losses.detach().cpu().numpy()
+    lam = fminbound(objective, values.min() - 1000.0, values.max())
+    return lam + (1.0 / alpha) * torch.relu(losses - lam).mean()
 
 
 def compare_cvar(n_batches, batch_size, alpha):
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(n_batches, batch_size, generator=generator) * 3
     targets = (torch.rand(n_batches, batch_size, generator=generator) > 0.5).float()
-    batches = torch.nn.functional.binary_cross_entropy_with_logits(
+    losses = torch.nn.functional.binary_cross_entropy_with_logits(
         logits, targets, reduction="none"
     )
+    batches = list(losses.unbind(0))  # one per-sample loss vector per training batch
 
     def run(fn, repeats=5):
         best = float("inf")

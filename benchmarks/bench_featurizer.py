@@ -28,25 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _playground import cycle, playground_paths
 
 from sklearn_clipdet import CLIPFeaturizer
 from sklearn_clipdet._backbone import load_backbone
 from sklearn_clipdet._images import DecodeOptions, decode_image, load_source
 from sklearn_clipdet.testing import write_tiny_model
 
-PLAYGROUND = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "playground"
 SECTIONS = ("draft", "e2e", "int8", "rss", "cache")
-
-
-def playground_paths(kind="*"):
-    paths = sorted(str(p) for p in PLAYGROUND.glob(f"{kind}/*.jpg"))
-    if not paths:
-        sys.exit(f"No images found in {PLAYGROUND}; the benchmark needs the playground data.")
-    return paths
-
-
-def cycle(paths, n):
-    return [paths[i % len(paths)] for i in range(n)]
 
 
 def cosine(a, b):

@@ -103,7 +103,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         "fake"/"real" it is "real".
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, when X was a DataFrame with string column names.
     module_ : DetectorMLP
         The trained network.

@@ -127,6 +127,9 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         Indices of the samples that could not be read in the **last call to
         transform** (empty after ``fit``). Unlike other fitted attributes it
         is updated by ``transform``: it reports on the data just transformed.
+    failures_ : list of ImageDecodeError
+        The errors behind ``failed_indices_``, in the same order: each has the
+        sample's ``index``, its ``source`` (path or kind) and the ``reason``.
 
     Notes
     -----
@@ -217,6 +220,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
             self._split_input(X)
         self.modalities_ = tuple(self.modalities.split("+"))
         self.failed_indices_ = np.array([], dtype=np.intp)
+        self.failures_ = []
         return self
 
     def transform(self, X):
@@ -253,6 +257,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         features = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
         features[failed] = np.nan
         self.failed_indices_ = np.flatnonzero(failed)
+        self.failures_ = errors
         if failed.any():
             warnings.warn(
                 f"{failed.sum()} of {n_samples} images could not be read and got NaN features "

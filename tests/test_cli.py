@@ -6,6 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
+from sklearn_clipdet._images import ImageDecodeWarning
 from sklearn_clipdet.cli import main
 
 FAST = ["--epochs", "3", "--batch-size", "64", "--quiet"]
@@ -79,8 +80,10 @@ def test_failing_images(trained, playground_samples, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "missing.jpg" in err and "\n" not in err
     # With --on-error nan, the bad image gets an empty score and the others are scored.
-    assert main(["predict", str(trained), str(csv), "--out", str(out), "--quiet",
-                 "--on-error", "nan"]) == 0
+    with pytest.warns(ImageDecodeWarning, match=r"1 of 2 images could not be read"):
+        status = main(["predict", str(trained), str(csv), "--out", str(out), "--quiet",
+                       "--on-error", "nan"])
+    assert status == 0
     scores = pd.read_csv(out)["score"]
     assert scores.notna().tolist() == [True, False]
 

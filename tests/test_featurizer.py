@@ -319,6 +319,8 @@ def test_several_bad_inputs_one_warning(make, tmp_path):
         features = featurizer.transform(X)
     assert len(record) == 1 and "indices [0, 2, 3]" in str(record[0].message)
     np.testing.assert_array_equal(featurizer.failed_indices_, [0, 2, 3])
+    assert [error.index for error in featurizer.failures_] == [0, 2, 3]
+    assert "empty" in featurizer.failures_[1].reason
     assert np.isfinite(features[1]).all()
 
 

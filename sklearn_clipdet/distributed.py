@@ -1,0 +1,752 @@
+"""Featurize large image collections on a Dask cluster, resumably, into Parquet partitions.
+
+:func:`featurize` splits the input into partitions, runs a
+:class:`~sklearn_clipdet.CLIPFeaturizer` on each one as a task on a
+``dask.distributed`` cluster and writes one Parquet file per partition;
+:func:`read_features` reads them back in input order. Each worker process
+loads the CLIP model once, on its first task, and keeps it for the following
+tasks (the per-process model cache of the featurizer); ``device="auto"``
+resolves on each worker, so GPU workers use their GPU.
+
+Dask and pyarrow are optional dependencies, imported only when these
+functions run: ``pip install "sklearn-clipdet[dask]"``.
+
+Layout of an output folder::
+
+    _clipdet_features.json   settings of the run, number of partitions
+    part-00000.parquet       "index" column (input index) + feature columns
+    part-00001.parquet
+    ...
+    _failures.csv            index, image, error of every unreadable image
+
+Only the partitions end in ``.parquet`` (and the other files start with "_"), so
+``pandas.read_parquet(output)`` and ``dask.dataframe.read_parquet(output)`` read
+them alone, in input order (as long as there are fewer than 100000).
+
+For grid searches and cross-validation on a cluster, use scikit-learn with
+``joblib.parallel_backend("dask")`` (see the user guide page
+``docs/distributed.md``); nothing in this module is needed for that.
+"""
+
+import hashlib
+import json
+import math
+import os
+import re
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from ._images import ImageDecodeError, ImageDecodeWarning, describe_input, is_missing
+
+__all__ = ["FeaturizeResult", "featurize", "read_features"]
+
+_FORMAT = 1
+_MANIFEST = "_clipdet_features.json"
+_FAILURES = "_failures.csv"
+_METADATA_KEY = b"sklearn_clipdet"
+_PART_PATTERN = re.compile(r"^part-(\d+)\.parquet$")
+_TEMP_PATTERN = re.compile(
+    r"^\.(part-\d+\.parquet|_failures\.csv|_clipdet_features\.json)\..+\.tmp$"
+)
+_FAILURE_COLUMNS = ["index", "image", "error"]
+_DEFAULT_PARTITION_SIZE = 1024
+# Parameters that cannot change the values of the features.
+_UNRELATED_PARAMS = {"batch_size", "cache_dir", "device", "num_workers", "on_error", "verbose"}
+_INSTALL_HINT = 'pip install "sklearn-clipdet[dask]"'
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(
+            "sklearn_clipdet.distributed needs dask.distributed, which is not installed; "
+            f"install it with: {_INSTALL_HINT}"
+        ) from exc
+    return distributed
+
+
+def _import_pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise ImportError(
+            "sklearn_clipdet.distributed writes Parquet files with pyarrow, which is not "
+            f"installed; install it with: {_INSTALL_HINT}"
+        ) from exc
+    return pyarrow
+
+
+def _is_dask_dataframe(data):
+    # Checked by module name, so that a plain list or pandas input never imports dask.
+    module = type(data).__module__ or ""
+    return module.split(".")[0] in ("dask", "dask_expr") and hasattr(data, "to_delayed")
+
+
+@dataclass
+class FeaturizeResult:
+    """What :func:`featurize` did.
+
+    Attributes
+    ----------
+    output : pathlib.Path
+        The output folder; read it with :func:`read_features` (or :meth:`read`).
+    n_samples : int
+        Samples in the input, over all partitions.
+    n_partitions : int
+        Number of partitions (Parquet files).
+    computed : list of int
+        Partitions featurized by this call.
+    skipped : list of int
+        Partitions already finished by an earlier call and left untouched.
+    failures : pandas.DataFrame
+        One row per image that could not be read (all partitions, including
+        skipped ones), with columns ``index`` (the input index), ``image``
+        (the input, or a short description of it) and ``error``. Empty when
+        every image was read. Also written to ``output/_failures.csv``.
+    workers : dict
+        ``{worker address: {"partitions": int, "device": str}}`` for the
+        workers that computed partitions in this call.
+    elapsed_s : float
+        Wall-clock time of the call, in seconds.
+    """
+
+    output: Path
+    n_samples: int
+    n_partitions: int
+    computed: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failures: pd.DataFrame = None
+    workers: dict = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def read(self, columns=None):
+        """The features, in input order: ``read_features(self.output, columns=columns)``."""
+        return read_features(self.output, columns=columns)
+
+
+# --- public functions ------------------------------------------------------------------------
+
+
+def featurize(
+    images,
+    featurizer,
+    output,
+    *,
+    client=None,
+    partition_size=None,
+    overwrite=False,
+    retry_failed=False,
+    resources=None,
+    progress=False,
+):
+    """Run a featurizer over partitions of ``images`` on a Dask cluster, writing Parquet files.
+
+    Each partition becomes one task. A task featurizes its samples with a
+    copy of ``featurizer`` and writes ``output/part-<k>.parquet`` (under a
+    temporary name, then renamed, so a partition file is either complete or
+    absent). A later call with the same input, settings and ``output`` skips
+    the partitions already written, so an interrupted run resumes where it
+    stopped.
+
+    Every worker process loads the CLIP model on its first task and reuses
+    it for the following ones. The model loads on the worker, never on the
+    client and is never sent over the network, so the client needs neither
+    the weights nor a GPU. With ``device="auto"`` each worker uses its own
+    CUDA device when it has one.
+
+    Parameters
+    ----------
+    images : list, pandas.DataFrame or dask.dataframe.DataFrame
+        The samples, in any form :meth:`CLIPFeaturizer.transform` accepts: a
+        sequence of images (file paths in practice: the workers read them,
+        so they must be reachable from every worker), or a DataFrame with the
+        featurizer's ``image_column`` and ``text_column``. A sequence is
+        indexed by position; a DataFrame by its index. A dask DataFrame is
+        processed partition by partition as it is, which lets the list of
+        images itself be read on the cluster (``dd.read_parquet``,
+        ``dd.read_csv``).
+    featurizer : CLIPFeaturizer
+        The settings to use; it need not be fitted, and is not modified.
+        Its ``on_error`` policy applies: with ``"raise"`` the first
+        unreadable image stops the run with an
+        :class:`~sklearn_clipdet._images.ImageDecodeError` naming the sample
+        by its index; with ``"nan"`` such samples get NaN features and are
+        listed in :attr:`FeaturizeResult.failures`.
+    output : str or path-like
+        Folder of the Parquet files, created if needed. It must be on a file
+        system shared by the client and all workers.
+    client : distributed.Client or None, default=None
+        The cluster to run on; None uses the current default client
+        (``distributed.get_client()``).
+    partition_size : int or None, default=None
+        Samples per partition for a list or a pandas DataFrame; None means
+        1024. Larger partitions cost less scheduling overhead, smaller ones
+        balance the load better and lose less work when interrupted. Must be
+        None for a dask DataFrame, whose own partitions are used.
+    overwrite : bool, default=False
+        Delete the files of an earlier run in ``output`` first. Without it, a
+        folder holding features of other settings or other input is an error.
+    retry_failed : bool, default=False
+        Recompute finished partitions that have unreadable images (after
+        fixing the files, say), instead of skipping them.
+    resources : dict or None, default=None
+        Dask worker resources each task needs, e.g. ``{"GPU": 1}`` to run
+        only on workers started with ``--resources GPU=1``.
+    progress : bool, default=False
+        Show a progress bar of finished partitions.
+
+    Returns
+    -------
+    result : FeaturizeResult
+        The output folder, the partitions computed and skipped, the table of
+        unreadable images and the workers used.
+
+    Raises
+    ------
+    ImageDecodeError
+        With ``featurizer.on_error="raise"``, for the first unreadable image;
+        the partitions finished until then are kept, so fixing the input and
+        calling again resumes the run.
+    ValueError
+        When ``output`` holds features of other settings or another input
+        (use ``overwrite=True`` or another folder), or for invalid arguments.
+
+    See Also
+    --------
+    read_features : Read the features back in input order.
+
+    Notes
+    -----
+    A sample is identified by its position in a sequence, by its index
+    label in a DataFrame: labels should be unique, and of a type Parquet
+    can store (integers or strings).
+
+    With ``pretrained=None`` (random weights) and an architecture name, each
+    worker would draw different random weights, so the features of
+    different partitions would not be comparable; a warning says so. Write
+    such a model to a folder once and use ``"local-dir:<folder>"`` instead.
+
+    Examples
+    --------
+    >>> from distributed import Client  # doctest: +SKIP
+    >>> from sklearn_clipdet import CLIPFeaturizer
+    >>> from sklearn_clipdet.distributed import featurize, read_features
+    >>> client = Client("tcp://scheduler:8786")  # doctest: +SKIP
+    >>> featurizer = CLIPFeaturizer("ViT-L-14", "openai", modalities="image", on_error="nan")
+    >>> result = featurize(paths, featurizer, "/shared/features", client=client)  # doctest: +SKIP
+    >>> result.failures  # doctest: +SKIP
+    >>> X = read_features("/shared/features").to_numpy()  # doctest: +SKIP
+    """
+    distributed = _import_distributed()
+    _import_pyarrow()
+    start_time = time.perf_counter()
+    if client is None:
+        try:
+            client = distributed.get_client()
+        except ValueError as exc:
+            raise ValueError(
+                "featurize needs a dask.distributed Client: create one first "
+                "(distributed.Client(...)) or pass client=."
+            ) from exc
+    for name, value in (("overwrite", overwrite), ("retry_failed", retry_failed)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be a bool, got {value!r}.")
+    settings = _settings(featurizer)
+    _check_random_weights(featurizer)
+    output = Path(output).resolve()
+
+    is_dask = _is_dask_dataframe(images)
+    if is_dask:
+        if partition_size is not None:
+            raise ValueError(
+                "partition_size must be None for a dask DataFrame, whose own partitions are "
+                "used; repartition the DataFrame instead (images.repartition(npartitions=...))."
+            )
+        clone(featurizer).fit(images._meta)  # checks the columns before anything runs
+        parts = images.to_delayed()
+        n_partitions, partition_size = len(parts), None
+    else:
+        if partition_size is None:
+            partition_size = _DEFAULT_PARTITION_SIZE
+        if (not isinstance(partition_size, (int, np.integer)) or isinstance(partition_size, bool)
+                or partition_size < 1):
+            raise ValueError(f"partition_size must be an int >= 1, got {partition_size!r}.")
+        partition_size = int(partition_size)
+        images = _as_sequence_or_frame(images, featurizer)
+        if len(images) == 0:
+            raise ValueError("images is empty: there is nothing to featurize.")
+        clone(featurizer).fit(images[:0])  # checks the layout before anything runs
+        n_partitions = math.ceil(len(images) / partition_size)
+        parts = [images[k * partition_size:(k + 1) * partition_size] for k in range(n_partitions)]
+        if isinstance(images, list):
+            # Samples of a sequence are named by their position in the whole input.
+            parts = [_Positional(part, k * partition_size) for k, part in enumerate(parts)]
+
+    _prepare_output(output, settings, n_partitions, partition_size, overwrite)
+    token = _token(settings)
+
+    summaries, pending = {}, []
+    for k, part in enumerate(parts):
+        if not is_dask:
+            # The input of a list or pandas partition is known here: skip finished ones
+            # without a round trip to the cluster.
+            state = _partition_state(output, k, token, _input_token(part, featurizer))
+            if state is not None and not (retry_failed and state["failures"]):
+                summaries[k] = state
+                continue
+        pending.append((k, part))
+
+    futures = _submit(client, pending, featurizer, output, token, retry_failed,
+                      resources, is_dask)
+    summaries.update(_collect(client, futures, n_partitions, len(summaries), progress,
+                              distributed))
+
+    failures = _failure_table([summaries[k] for k in range(n_partitions)])
+    _write_failures(output, failures)
+    _reemit_warnings(summaries.values())
+    n_samples = sum(summary["n_rows"] for summary in summaries.values())
+    if len(failures):
+        first = failures.iloc[0]
+        warnings.warn(
+            f"{len(failures)} of {n_samples} images could not be read and got NaN features; "
+            f"first: sample {first['index']} ({first['image']}): {first['error']}. The list is "
+            f"in the result's failures and in {output / _FAILURES}.",
+            ImageDecodeWarning,
+            stacklevel=2,
+        )
+    workers = {}
+    for summary in summaries.values():
+        if summary["status"] == "computed":
+            entry = workers.setdefault(summary["worker"], {"partitions": 0,
+                                                           "device": summary["device"]})
+            entry["partitions"] += 1
+    return FeaturizeResult(
+        output=output,
+        n_samples=n_samples,
+        n_partitions=n_partitions,
+        computed=sorted(k for k, s in summaries.items() if s["status"] == "computed"),
+        skipped=sorted(k for k, s in summaries.items() if s["status"] == "skipped"),
+        failures=failures,
+        workers=workers,
+        elapsed_s=time.perf_counter() - start_time,
+    )
+
+
+def read_features(output, *, columns=None):
+    """Read the features written by :func:`featurize`, in input order.
+
+    Parameters
+    ----------
+    output : str or path-like
+        The output folder of :func:`featurize`.
+    columns : list of str or None, default=None
+        Feature columns to read (names as in
+        :meth:`CLIPFeaturizer.get_feature_names_out`); None reads all.
+
+    Returns
+    -------
+    features : pandas.DataFrame
+        One float32 row per input sample, indexed by the input index (the
+        position for a sequence input), in input order. Rows of unreadable
+        images are NaN.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``output`` holds no features, or some partitions are missing (a
+        run that did not finish: call :func:`featurize` again to complete it).
+    """
+    pa = _import_pyarrow()
+    output = Path(output)
+    manifest_path = output / _MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{output} holds no features written by featurize "
+                                f"(no {_MANIFEST}).")
+    manifest = json.loads(manifest_path.read_text())
+    paths = [output / _part_name(k) for k in range(manifest["n_partitions"])]
+    missing = [k for k, path in enumerate(paths) if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(paths)} partitions are missing in {output} "
+            f"(partitions {_preview(missing)}): the run did not finish. Call featurize again "
+            "with the same input and settings to compute them."
+        )
+    if columns is not None:
+        columns = ["index", *columns]
+    tables = [pa.parquet.read_table(path, columns=columns) for path in paths]
+    frame = pa.concat_tables(tables, promote_options="default")
+    frame = frame.replace_schema_metadata(None).to_pandas()
+    return frame.set_index("index")
+
+
+# --- the task that runs on a worker ----------------------------------------------------------
+
+
+def _featurize_partition(k, part, featurizer, output, token, retry_failed):
+    """Featurize one partition and write it; return a small summary (runs on a worker)."""
+    from ._backbone import resolve_device
+
+    output = Path(output)
+    if not isinstance(part, (_Positional, pd.DataFrame)):
+        raise TypeError(f"Partition {k} is a {type(part).__name__}, not a pandas DataFrame.")
+    input_token = _input_token(part, featurizer)
+    state = _partition_state(output, k, token, input_token)
+    if state is not None and not (retry_failed and state["failures"]):
+        return state
+
+    labels = _labels(part)
+    if isinstance(part, _Positional):
+        part = part.samples
+    fitted = clone(featurizer).fit(part)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=ImageDecodeWarning)  # reported as failures
+        try:
+            features = fitted.transform(part) if len(part) else None
+        except ImageDecodeError as error:
+            raise ImageDecodeError(
+                labels[error.index], error.source, f"{error.reason} (partition {k})"
+            ) from error
+        except Exception as exc:
+            if hasattr(exc, "add_note"):  # Python >= 3.11
+                exc.add_note(f"While featurizing partition {k} of the input "
+                             f"(index {_preview(labels)}).")
+            raise
+    names = [str(name) for name in fitted.get_feature_names_out()]
+    if features is None:
+        features = np.empty((0, len(names)), dtype=np.float32)
+
+    failures = [
+        {
+            "index": _json_label(labels[error.index]),
+            "image": _image_value(part, error.index, featurizer),
+            "error": error.reason,
+        }
+        for error in fitted.failures_
+    ]
+    summary = {
+        "partition": k,
+        "n_rows": len(labels),
+        "failures": failures,
+        "token": token,
+        "input_token": input_token,
+    }
+    index = part.index if isinstance(part, pd.DataFrame) else pd.Index(labels, dtype="int64")
+    _write_partition(output, k, index, names, features, summary)
+    summary.update(
+        status="computed",
+        worker=_worker_address(),
+        device=resolve_device(featurizer.device),
+        warnings=[(w.category, str(w.message)) for w in caught],
+    )
+    return summary
+
+
+def _worker_address():
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return "local"
+
+
+# --- scheduling ------------------------------------------------------------------------------
+
+
+def _submit(client, pending, featurizer, output, token, retry_failed, resources, is_dask):
+    if not pending:
+        return []
+    prefix = f"clipdet-featurize-{token[:8]}"
+    run_id = uuid.uuid4().hex[:8]
+    args = (featurizer, str(output), token, retry_failed)
+    if is_dask:
+        import dask
+
+        tasks = [
+            dask.delayed(_featurize_partition, pure=False)(
+                k, part, *args, dask_key_name=f"{prefix}-{k}-{run_id}")
+            for k, part in pending
+        ]
+        return client.compute(tasks, resources=resources)
+    return [
+        client.submit(_featurize_partition, k, part, *args, key=f"{prefix}-{k}-{run_id}",
+                      resources=resources, pure=False)
+        for k, part in pending
+    ]
+
+
+def _collect(client, futures, n_partitions, n_done, progress, distributed):
+    """Gather task summaries as they finish; on an error cancel the rest and raise it."""
+    from tqdm.auto import tqdm
+
+    summaries = {}
+    bar = tqdm(total=n_partitions, initial=n_done, unit="partition", desc="featurize",
+               disable=not progress)
+    with bar:
+        try:
+            for future in distributed.as_completed(futures):
+                summary = future.result()  # raises the task's exception
+                summaries[summary["partition"]] = summary
+                bar.update()
+        except BaseException:
+            client.cancel(futures)
+            raise
+    return summaries
+
+
+# --- output folder ---------------------------------------------------------------------------
+
+
+def _part_name(k):
+    return f"part-{k:05d}.parquet"
+
+
+def _prepare_output(output, settings, n_partitions, partition_size, overwrite):
+    """Create or check the output folder and its manifest."""
+    output.mkdir(parents=True, exist_ok=True)
+    manifest_path = output / _MANIFEST
+    ours = [p for p in output.iterdir()
+            if _PART_PATTERN.match(p.name) or _TEMP_PATTERN.match(p.name)
+            or p.name in (_MANIFEST, _FAILURES)]
+    if overwrite:
+        for path in ours:
+            path.unlink()
+        ours = []
+    manifest = {
+        "format": _FORMAT,
+        "n_partitions": n_partitions,
+        "partition_size": partition_size,
+        "settings": settings,
+        "token": _token(settings),
+    }
+    if manifest_path.is_file():
+        previous = json.loads(manifest_path.read_text())
+        changed = [key for key in ("format", "n_partitions", "partition_size", "token")
+                   if previous.get(key) != manifest[key]]
+        if changed:
+            details = "; ".join(f"{key}: {previous.get(key)!r} before, {manifest[key]!r} now"
+                                for key in changed if key != "token")
+            if "token" in changed:
+                details = "; ".join(filter(None, [details, _settings_diff(
+                    previous.get("settings", {}), settings)]))
+            raise ValueError(
+                f"{output} holds features of another run ({details}). Use another output "
+                "folder, or overwrite=True to delete them."
+            )
+    elif any(_PART_PATTERN.match(p.name) for p in ours):
+        raise ValueError(f"{output} holds part-*.parquet files but no {_MANIFEST}; they were "
+                         "not written by featurize. Use another output folder.")
+    # Temporary files of an interrupted run are incomplete by construction.
+    for path in ours:
+        if _TEMP_PATTERN.match(path.name) and path.exists():
+            path.unlink(missing_ok=True)
+    _atomic_write(manifest_path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
+
+
+def _atomic_write(path, write):
+    """Call ``write(temporary_path)``, then rename the temporary file to ``path``."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_partition(output, k, index, names, features, summary):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # From the pandas index, so that an empty partition keeps the type of the labels.
+    labels = pa.Array.from_pandas(pd.Series(index, copy=False))
+    arrays = [labels] + [pa.array(features[:, j]) for j in range(features.shape[1])]
+    metadata = {_METADATA_KEY: json.dumps(summary).encode()}
+    table = pa.Table.from_arrays(arrays, names=["index", *names], metadata=metadata)
+    _atomic_write(output / _part_name(k), lambda tmp: pq.write_table(table, tmp))
+
+
+def _partition_state(output, k, token, input_token):
+    """Summary of partition ``k`` if it is finished for this input and settings, else None."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = output / _part_name(k)
+    if not path.is_file():
+        return None
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+        stored = json.loads(metadata[_METADATA_KEY])
+    except (OSError, KeyError, ValueError, pa.ArrowException):
+        return None  # unreadable: recompute it
+    if stored.get("token") != token or stored.get("input_token") != input_token:
+        raise ValueError(
+            f"{path} holds features of another input than partition {k} of this one (the "
+            "input changed since the earlier run). Use another output folder, or "
+            "overwrite=True to delete the earlier features."
+        )
+    return {**stored, "status": "skipped", "warnings": []}
+
+
+def _write_failures(output, failures):
+    _atomic_write(output / _FAILURES, lambda tmp: failures.to_csv(tmp, index=False))
+
+
+def _failure_table(summaries):
+    rows = [failure for summary in summaries for failure in summary["failures"]]
+    return pd.DataFrame(rows, columns=_FAILURE_COLUMNS)
+
+
+def _reemit_warnings(summaries):
+    """Show the warnings raised on the workers, once per kind, naming the partitions.
+
+    Messages that differ only in their numbers (counts) are one kind.
+    """
+    kinds = {}
+    for summary in sorted(summaries, key=lambda summary: summary["partition"]):
+        for category, message in summary.get("warnings", []):
+            kind = kinds.setdefault((category, re.sub(r"\d+", "#", message)), [message, []])
+            kind[1].append(summary["partition"])
+    for (category, _), (message, partitions) in kinds.items():
+        more = " (and similar)" if len(partitions) > 1 else ""
+        warnings.warn(f"On the workers, partitions {_preview(partitions)}: {message}{more}",
+                      category, stacklevel=3)
+
+
+# --- identities of settings and input --------------------------------------------------------
+
+
+def _settings(featurizer):
+    """The featurizer parameters that determine the feature values, JSON-ready."""
+    from .featurizer import CLIPFeaturizer
+
+    if not isinstance(featurizer, CLIPFeaturizer):
+        raise TypeError(f"featurizer must be a CLIPFeaturizer, got {type(featurizer).__name__}.")
+    featurizer._validate_params()
+    params = featurizer.get_params(deep=False)
+    return {
+        name: os.fspath(value) if isinstance(value, os.PathLike) else value
+        for name, value in sorted(params.items())
+        if name not in _UNRELATED_PARAMS
+    }
+
+
+def _settings_diff(before, now):
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    return "; ".join(f"{k}: {before.get(k)!r} before, {now.get(k)!r} now" for k in changed)
+
+
+def _token(obj):
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _check_random_weights(featurizer):
+    from open_clip.factory import parse_model_name
+
+    if featurizer.pretrained is None and parse_model_name(featurizer.model_name)[0] is None:
+        warnings.warn(
+            f"pretrained=None gives {featurizer.model_name!r} random weights drawn separately "
+            "in each worker process, so features of different partitions are not comparable. "
+            "Save the model once and use model_name='local-dir:<folder>' for random weights "
+            "shared by all workers.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _as_sequence_or_frame(images, featurizer):
+    if isinstance(images, pd.DataFrame):
+        return images
+    if isinstance(images, pd.Series):  # keep its index
+        column = featurizer.text_column if featurizer.modalities == "text" else \
+            featurizer.image_column
+        return images.to_frame(name=column)
+    if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__len__"):
+        raise TypeError(
+            "images must be a sequence of images, a pandas DataFrame or Series, or a dask "
+            "DataFrame, got "
+            f"{type(images).__name__}."
+        )
+    return list(images)
+
+
+@dataclass
+class _Positional:
+    """A partition of a sequence input: its samples and the position of the first one."""
+
+    samples: list
+    start: int
+
+    def __len__(self):
+        return len(self.samples)
+
+
+def _labels(part):
+    """The index labels of a partition, as plain Python values."""
+    if isinstance(part, _Positional):
+        return list(range(part.start, part.start + len(part.samples)))
+    return [label.item() if isinstance(label, np.generic) else label for label in part.index]
+
+
+def _json_label(label):
+    return label if isinstance(label, (int, float, str)) else str(label)
+
+
+def _input_token(part, featurizer):
+    """Hash of the index labels and the samples of a partition (images and texts)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr(_labels(part)).encode())
+    if isinstance(part, pd.DataFrame):
+        wanted = {"image": featurizer.image_column, "text": featurizer.text_column}
+        columns = [column for kind, column in wanted.items()
+                   if kind in featurizer.modalities and column in part.columns]
+        for column in columns:
+            digest.update(f"|{column}|".encode())
+            for item in part[column]:
+                digest.update(_sample_bytes(item))
+    else:
+        for item in part.samples:
+            digest.update(_sample_bytes(item))
+    return digest.hexdigest()
+
+
+def _sample_bytes(item):
+    if is_missing(item):
+        content = b"m"
+    elif isinstance(item, (str, os.PathLike)):
+        content = b"s" + os.fsencode(item)
+    elif isinstance(item, bytes):
+        content = b"b" + hashlib.blake2b(item, digest_size=16).digest()
+    elif isinstance(item, np.ndarray):
+        meta = f"a{item.shape}{item.dtype}".encode()
+        content = meta + hashlib.blake2b(np.ascontiguousarray(item).tobytes(),
+                                         digest_size=16).digest()
+    elif hasattr(item, "tobytes") and hasattr(item, "mode"):  # PIL image
+        meta = f"i{item.size}{item.mode}".encode()
+        content = meta + hashlib.blake2b(item.tobytes(), digest_size=16).digest()
+    else:
+        content = b"r" + repr(item).encode()
+    return len(content).to_bytes(8, "little") + content
+
+
+def _image_value(part, row, featurizer):
+    """The image input of a row: its path, or a short description of other inputs."""
+    item = part[featurizer.image_column].iloc[row] if isinstance(part, pd.DataFrame) else part[row]
+    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else describe_input(item)
+
+
+def _preview(items, limit=10):
+    items = list(items)
+    shown = ", ".join(map(str, items[:limit]))
+    return f"[{shown}{', ...' if len(items) > limit else ''}]"

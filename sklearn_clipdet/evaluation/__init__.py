@@ -1,0 +1,49 @@
+"""Evaluate detectors the way people who must trust them need.
+
+- :mod:`~sklearn_clipdet.evaluation.metrics`: AUC, average precision,
+  accuracy, TPR at a fixed FPR and EER with bootstrap confidence intervals;
+- :mod:`~sklearn_clipdet.evaluation.perturbations` and
+  :func:`robustness_report`: metrics under JPEG compression, resizing, blur,
+  noise and cropping;
+- :func:`cross_generator_report`: generalisation to unseen generators;
+- :func:`audit_shortcuts`: whether trivial properties (size, file format,
+  captions, ...) separate the classes of a data set;
+- :func:`plot_loss_landscape`: loss surfaces around the trained weights.
+"""
+
+from .audit import ShortcutWarning, audit_shortcuts, estimate_jpeg_quality, image_properties
+from .cross_generator import cross_generator_report
+from .landscape import LossLandscape, loss_landscape, plot_loss_landscape
+from .metrics import (
+    accuracy_at_threshold,
+    bootstrap_metric,
+    detection_report,
+    equal_error_rate,
+    tpr_at_fpr,
+)
+from .perturbations import CenterCrop, GaussianBlur, GaussianNoise, JPEGCompress, Resize
+from .robustness import default_perturbations, plot_robustness, robustness_report
+
+__all__ = [
+    "CenterCrop",
+    "GaussianBlur",
+    "GaussianNoise",
+    "JPEGCompress",
+    "LossLandscape",
+    "Resize",
+    "ShortcutWarning",
+    "accuracy_at_threshold",
+    "audit_shortcuts",
+    "bootstrap_metric",
+    "cross_generator_report",
+    "default_perturbations",
+    "detection_report",
+    "equal_error_rate",
+    "estimate_jpeg_quality",
+    "image_properties",
+    "loss_landscape",
+    "plot_loss_landscape",
+    "plot_robustness",
+    "robustness_report",
+    "tpr_at_fpr",
+]

@@ -1,0 +1,182 @@
+"""Generalisation to unseen generators: leave one generator out."""
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import KFold
+from sklearn.pipeline import Pipeline
+from sklearn.utils import column_or_1d
+
+from .._images import is_missing
+from ..featurizer import CLIPFeaturizer
+from ._common import check_finite_features, default_threshold, positive_scores, take
+from .metrics import _binary_targets, detection_report
+
+__all__ = ["cross_generator_report"]
+
+
+def cross_generator_report(
+    pipe,
+    X,
+    y,
+    groups,
+    *,
+    real_cv=None,
+    precompute_features="auto",
+    threshold=None,
+    fpr_targets=(0.01, 0.05),
+    n_bootstraps=0,
+    confidence_level=0.95,
+    random_state=None,
+    pos_label=None,
+):
+    """Train on all generators but one, test on the held-out generator: leave one group out.
+
+    As in the paper's generalisation study, each fold trains a fresh clone of
+    ``pipe`` on the generated images of every generator but one, plus real
+    images, and tests it on the held-out generator's images plus real images.
+
+    Real images belong to no generator, so they get their own split: they
+    are cut into as many folds as there are generators (``real_cv``), and
+    the fold of the k-th held-out generator tests on the k-th real fold and
+    trains on the other real folds. Every real image is thus tested exactly
+    once and never by a model that was trained on it, and the test set of a
+    fold holds real images in the proportion of the whole data.
+
+    Parameters
+    ----------
+    pipe : estimator
+        The detector to evaluate (fitted or not; clones are fitted), e.g.
+        :func:`~sklearn_clipdet.make_detector`, or a classifier when ``X``
+        holds features.
+    X : DataFrame or sequence
+        All samples, as ``pipe`` takes them.
+    y : array-like of shape (n_samples,)
+        True labels.
+    groups : array-like of shape (n_samples,)
+        The generator of each generated image (e.g. the ``group`` column of
+        :func:`~sklearn_clipdet.load_image_folder`). Values of real images
+        are only passed to ``real_cv`` (as its ``groups``), so a
+        :class:`~sklearn.model_selection.GroupKFold` can keep, say, real
+        images of one source together.
+    real_cv : cross-validator or None, default=None
+        Splits the real images; it must give one split per generator. None
+        means ``KFold(n_generators, shuffle=True, random_state=random_state)``.
+    precompute_features : "auto" or bool, default="auto"
+        Encode every sample once with the feature steps (all steps but the
+        last) and fit only the classifier in each fold. Correct only when
+        the feature steps learn nothing from the training data; "auto" does
+        it when every feature step is a :class:`~sklearn_clipdet.CLIPFeaturizer`.
+        Otherwise every fold fits the whole pipeline (use the featurizer's
+        ``cache_dir`` to avoid encoding again).
+    threshold : float or None, default=None
+        Threshold of the accuracy; None means 0.5 for classifiers with
+        ``predict_proba``, else 0.
+    fpr_targets, n_bootstraps, confidence_level, random_state
+        Passed to :func:`~sklearn_clipdet.evaluation.detection_report`;
+        ``random_state`` also seeds the default ``real_cv``.
+    pos_label : int, str or None, default=None
+        Label of generated images; None means 1.
+
+    Returns
+    -------
+    report : DataFrame
+        Tidy table, one row per held-out generator and metric, with columns
+        ``held_out``, ``metric``, ``value``, ``ci_low``, ``ci_high``,
+        ``n_train``, ``n_test_generated`` and ``n_test_real``.
+
+    Examples
+    --------
+    >>> from sklearn_clipdet import load_image_folder, make_detector
+    >>> from sklearn_clipdet.evaluation import cross_generator_report
+    >>> data = load_image_folder("data/")  # doctest: +SKIP
+    >>> report = cross_generator_report(  # doctest: +SKIP
+    ...     make_detector(cache_dir="cache/"), data[["image", "text"]], data["label"],
+    ...     data["group"])
+    >>> report.pivot(index="held_out", columns="metric", values="value")  # doctest: +SKIP
+    """
+    targets, pos_label = _binary_targets(y, pos_label)
+    labels = column_or_1d(y)
+    groups = column_or_1d(np.asarray(groups, dtype=object))
+    if not len(X) == len(targets) == len(groups):
+        raise ValueError(
+            f"X, y and groups have different lengths: {len(X)}, {len(targets)} and "
+            f"{len(groups)}."
+        )
+    generated, real = np.flatnonzero(targets), np.flatnonzero(~targets)
+    missing = [int(i) for i in generated if is_missing(groups[i])]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} generated images have no group (generator), rows {missing[:10]}."
+        )
+    generators = sorted(pd.unique(groups[generated]).tolist(), key=str)
+    if len(generators) < 2:
+        raise ValueError(
+            f"Leaving one generator out needs at least 2 generators; found {generators}."
+        )
+    real_splits = _real_splits(real_cv, real, groups, len(generators), random_state)
+
+    precompute = _should_precompute(pipe, precompute_features)
+    if precompute:
+        features = clone(pipe[:-1]).fit(X, labels).transform(X)
+        check_finite_features(features, "X")
+        model, inputs = pipe[-1], features
+    else:
+        model, inputs = pipe, X
+    if threshold is None:
+        threshold = default_threshold(model[-1] if isinstance(model, Pipeline) else model)
+
+    tables = []
+    for generator, (real_train, real_test) in zip(generators, real_splits):
+        held_out = groups[generated] == generator
+        train = np.concatenate([generated[~held_out], real[real_train]])
+        test = np.concatenate([generated[held_out], real[real_test]])
+        fitted = clone(model).fit(take(inputs, train), labels[train])
+        scores = positive_scores(fitted, take(inputs, test), pos_label)
+        table = detection_report(
+            targets[test], scores, threshold=threshold, fpr_targets=fpr_targets,
+            n_bootstraps=n_bootstraps, confidence_level=confidence_level,
+            random_state=random_state,
+        )
+        table.insert(0, "held_out", generator)
+        table["n_train"] = len(train)
+        table["n_test_generated"] = int(held_out.sum())
+        table["n_test_real"] = len(real_test)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _real_splits(real_cv, real, groups, n_splits, random_state):
+    if len(real) < n_splits:
+        raise ValueError(
+            f"{len(real)} real images cannot be split into {n_splits} folds, one per "
+            "generator; every fold needs real test images."
+        )
+    placeholder = np.zeros((len(real), 1))
+    if real_cv is None:
+        splits = list(KFold(n_splits, shuffle=True, random_state=random_state).split(placeholder))
+    else:
+        splits = list(real_cv.split(placeholder, groups=groups[real]))
+    if len(splits) != n_splits:
+        raise ValueError(
+            f"real_cv gave {len(splits)} splits of the real images; it must give one per "
+            f"generator ({n_splits})."
+        )
+    for k, (_, test) in enumerate(splits):
+        if len(test) == 0:
+            raise ValueError(f"real_cv's split {k} has no real test images.")
+    return splits
+
+
+def _should_precompute(pipe, precompute_features):
+    if precompute_features not in ("auto", True, False):
+        raise ValueError(
+            f"precompute_features must be 'auto', True or False, got {precompute_features!r}."
+        )
+    if not isinstance(pipe, Pipeline) or len(pipe.steps) < 2:
+        if precompute_features is True:
+            raise ValueError("precompute_features=True needs a Pipeline with feature steps.")
+        return False
+    if precompute_features == "auto":
+        return all(isinstance(step, CLIPFeaturizer) for _, step in pipe.steps[:-1])
+    return precompute_features

@@ -1,0 +1,18 @@
+"""Errors and warnings of sklearn-clipdet, importable from one place.
+
+Catch these rather than broad exception types; each message names the sample,
+file or setting at fault.
+"""
+
+from ._backbone import WeightsUnavailableError
+from ._images import ImageDecodeError, ImageDecodeWarning
+from .evaluation.audit import ShortcutWarning
+from .persistence import DetectorFileError
+
+__all__ = [
+    "DetectorFileError",
+    "ImageDecodeError",
+    "ImageDecodeWarning",
+    "ShortcutWarning",
+    "WeightsUnavailableError",
+]

@@ -1,0 +1,149 @@
+"""robustness_report: metrics under perturbations, encoder cost, plots."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from sklearn_clipdet import CLIPFeaturizer, make_detector
+from sklearn_clipdet.evaluation import (
+    GaussianBlur,
+    GaussianNoise,
+    JPEGCompress,
+    Resize,
+    plot_robustness,
+    robustness_report,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SMALL_MLP = {"hidden_layer_sizes": (32,), "max_epochs": 10, "lr": 1e-2, "batch_size": 64}
+
+
+def _images(n_samples=24, seed=0):
+    """Random 48 px images with alternating labels: the tiny model's scores are far from
+    perfect, so perturbations move the metrics."""
+    rng = np.random.RandomState(seed)
+    images = [rng.randint(0, 256, (48, 48, 3)).astype(np.uint8) for _ in range(n_samples)]
+    return images, np.array([0, 1] * (n_samples // 2))
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_model_name):
+    images, y = _images()
+    X = pd.DataFrame({"image": images, "text": [f"picture {i % 3}" for i in range(len(y))]})
+    pipe = make_detector(tiny_model_name, None, modalities="image+text", random_state=0,
+                         featurizer_params={"num_workers": 0}, classifier_params=SMALL_MLP)
+    return pipe.fit(X, y), X, y
+
+
+@pytest.fixture
+def count_encoded(monkeypatch):
+    """Number of images passed through CLIPFeaturizer._encode_images since the fixture ran."""
+    counter = {"calls": 0, "images": 0}
+    original = CLIPFeaturizer._encode_images
+
+    def counting(self, pixels):
+        counter["calls"] += 1
+        counter["images"] += len(pixels)
+        return original(self, pixels)
+
+    monkeypatch.setattr(CLIPFeaturizer, "_encode_images", counting)
+    return counter
+
+
+def test_values_equal_scoring_the_perturbed_images(fitted):
+    pipe, X, y = fitted
+    perturbations = {"jpeg": [JPEGCompress(30)], "noise": [GaussianNoise(60, random_state=0)]}
+    report = robustness_report(pipe, X, y, perturbations, chunk_size=5)
+    auc = report[report["metric"] == "roc_auc"].set_index("perturbation")["value"]
+    assert auc["none"] == pytest.approx(roc_auc_score(y, pipe.predict_proba(X)[:, 1]))
+    for name, (perturbation,) in perturbations.items():
+        direct = pipe.predict_proba(perturbation.transform(X))[:, 1]
+        assert auc[name] == pytest.approx(roc_auc_score(y, direct))
+        assert auc[name] != pytest.approx(auc["none"])  # the perturbation mattered
+    assert set(report.columns) >= {"perturbation", "level", "metric", "value"}
+    levels = report.drop_duplicates("perturbation").set_index("perturbation")["level"]
+    assert np.isnan(levels["none"]) and levels["jpeg"] == 30 and levels["noise"] == 60
+
+
+def test_each_perturbed_image_is_encoded_once(fitted, count_encoded):
+    pipe, X, y = fitted
+    perturbations = {
+        "blur": [GaussianBlur(0.0), GaussianBlur(1.0), GaussianBlur(2.0)],  # 0 is the identity
+        "resize": [Resize(1.0), Resize(0.5)],
+        "again": [GaussianBlur(2.0)],  # equal to a level above: reused
+    }
+    report = robustness_report(pipe, X, y, perturbations)
+    # The clean images, then blur 1, blur 2 and resize 0.5.
+    assert count_encoded["images"] == 4 * len(X)
+    assert report.attrs["encoded_images"] == 4 * len(X)
+    auc = report[report["metric"] == "roc_auc"]
+    clean = auc.loc[auc["perturbation"] == "none", "value"].item()
+    identity = auc[(auc["perturbation"] == "blur") & (auc["level"] == 0)]["value"].item()
+    assert identity == clean
+    blur2 = auc[(auc["perturbation"] == "blur") & (auc["level"] == 2)]["value"].item()
+    assert auc.loc[auc["perturbation"] == "again", "value"].item() == blur2
+
+
+def test_captions_are_passed_on(fitted):
+    pipe, X, y = fitted
+    assert pipe.steps[0][1].modalities == "image+text"
+    # Scores change when the captions change, so the report must have used them.
+    swapped = X.assign(text=X["text"].iloc[::-1].to_numpy())
+    first = robustness_report(pipe, X, y, {"jpeg": [JPEGCompress(50)]})
+    second = robustness_report(pipe, swapped, y, {"jpeg": [JPEGCompress(50)]})
+    assert not np.allclose(first["value"], second["value"])
+
+
+def test_plot_to_png_and_onto_given_axes(fitted, tmp_path):
+    pipe, X, y = fitted
+    path = tmp_path / "robustness.png"
+    perturbations = {"jpeg": [JPEGCompress(90), JPEGCompress(40)],
+                     "blur": [GaussianBlur(1.0), GaussianBlur(3.0)]}
+    report = robustness_report(pipe, X, y, perturbations, n_bootstraps=20, random_state=0,
+                               plot_path=path)
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 10_000
+    assert report["ci_low"].notna().all()
+
+    figure, axes = plt.subplots(1, 2)
+    try:
+        drawn = plot_robustness(report, metric="eer", ax=axes)
+        assert list(drawn) == list(axes)
+        assert axes[0].get_title() == "jpeg" and axes[0].get_ylabel() == "eer"
+        assert axes[0].xaxis_inverted()  # lower quality is harsher: drawn to the right
+        assert len(axes[1].lines) == 2  # the curve and the clean line
+        with pytest.raises(ValueError, match="one Axes per perturbation"):
+            plot_robustness(report, ax=axes[0])
+        with pytest.raises(ValueError, match="no metric 'auc'"):
+            plot_robustness(report, metric="auc")
+    finally:
+        plt.close(figure)
+
+
+def test_on_playground_images(tiny_model_name, playground_samples):
+    paths, labels = playground_samples
+    chosen = [0, 1, 2, 30, 31, 32]
+    X = [paths[i] for i in chosen]
+    y = labels[chosen]
+    pipe = make_detector(tiny_model_name, None, modalities="image", random_state=0,
+                         classifier_params=SMALL_MLP).fit(X, y)
+    report = robustness_report(pipe, X, y, {"resize": [Resize(0.1)]}, fpr_targets=(0.05,))
+    assert len(report) == 2 * 5 and report["value"].notna().all()
+    assert report.attrs == {"encoded_images": 12, "n_samples": 6}
+
+
+def test_invalid_arguments(fitted, tiny_model_name):
+    pipe, X, y = fitted
+    with pytest.raises(TypeError, match="needs a Pipeline"):
+        robustness_report(pipe[-1], X, y, {"jpeg": [JPEGCompress(50)]})
+    with pytest.raises(TypeError, match="non-empty dict"):
+        robustness_report(pipe, X, y, [JPEGCompress(50)])
+    with pytest.raises(TypeError, match="not a transformer"):
+        robustness_report(pipe, X, y, {"jpeg": [50]})
+    with pytest.raises(ValueError, match="different lengths"):
+        robustness_report(pipe, X, y[:-1], {"jpeg": [JPEGCompress(50)]})
+    unfitted = make_detector(tiny_model_name, None)
+    with pytest.raises(Exception, match="not fitted"):
+        robustness_report(unfitted, X, y, {"jpeg": [JPEGCompress(50)]})
