@@ -46,10 +46,10 @@ class EncoderCounter:
     def __enter__(self):
         counter = self
 
-        def counting(featurizer, pixels):
+        def counting(featurizer, backbone, pixels):
             counter.calls += 1
             counter.images += len(pixels)
-            return counter._original(featurizer, pixels)
+            return counter._original(featurizer, backbone, pixels)
 
         CLIPFeaturizer._encode_images = counting
         return self

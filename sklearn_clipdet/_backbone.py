@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import urllib.request
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -251,16 +252,18 @@ def _check_download_reachable(model_name, pretrained, timeout=5.0):
         return
     if os.path.isfile(pretrained) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
         return
+    if urllib.request.getproxies():
+        return  # only the download client knows how to go through the proxy
     cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
     if not cfg or "file" in cfg:
         return  # an unknown tag gets open_clip's own error
     if cfg.get("hf_hub"):
         from huggingface_hub import constants, try_to_load_from_cache
-        from open_clip.pretrained import HF_WEIGHTS_NAME, _get_safe_alternatives
 
         repo_id, filename = os.path.split(cfg["hf_hub"])  # "org/repo/" names no file
-        filename = filename or HF_WEIGHTS_NAME
-        candidates = [*_get_safe_alternatives(filename), filename]
+        filename = filename or "open_clip_pytorch_model.bin"
+        # open_clip prefers a .safetensors twin of the file when the hub has one.
+        candidates = [filename, "open_clip_model.safetensors"]
         if any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in candidates):
             return
         address = urlparse(constants.ENDPOINT)

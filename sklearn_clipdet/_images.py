@@ -223,11 +223,11 @@ def decode_image(source, options=None):
                                 else source)
     elif isinstance(source, Image.Image):
         image = _first_frame(source)
+        image.load()  # a lazily opened image fails here, where the sample is known
     else:
         image = _open_limited(io.BytesIO(source), options.max_image_pixels)
-        if getattr(image, "is_animated", False):
-            image.seek(0)
-        if options.draft and options.target_size is not None and image.format == "JPEG":
+        # Camera JPEGs with an MPF segment open as "MPO", a JPEG subclass that drafts too.
+        if options.draft and options.target_size is not None and image.format in ("JPEG", "MPO"):
             _draft(image, options)
         image.load()
     if image.getexif().get(_ORIENTATION, 1) != 1:

@@ -223,11 +223,25 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
     def set_params(self, **params):
         """Set parameters; before fit they are stored only and checked by ``fit``.
 
-        Once the net is initialised, skorch's ``set_params`` also updates the
-        live components (e.g. ``lr`` on the optimiser).
+        Once the net is initialised, the components a parameter configures are
+        rebuilt (the network for ``hidden_layer_sizes``, ``dropout``, ...; the
+        loss for ``loss``, ``alpha``, ...; the optimiser for ``sam``,
+        ``weight_decay``, ...), and ``lr`` is set on the live optimiser.
         """
         if self.initialized_:
-            return super().set_params(**params)
+            super().set_params(**params)
+            # Rebuild what the new values configure, as skorch does for module__ params.
+            if _MODULE_PARAMS.intersection(params):
+                self._initialize_module()
+                self._initialize_optimizer()
+            if _CRITERION_PARAMS.intersection(params):
+                self._initialize_criterion()
+            if _OPTIMIZER_PARAMS.intersection(params):
+                self._initialize_optimizer()
+            for group in self.optimizer_.param_groups:
+                # Lets the running learning-rate schedule go on with a rebuilt optimiser.
+                group.setdefault("initial_lr", self.lr)
+            return self
         plain = {key: value for key, value in params.items() if "__" not in key}
         BaseEstimator.set_params(self, **plain)
         nested = {key: value for key, value in params.items() if "__" in key}
@@ -355,7 +369,11 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
             yield
             return
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+        device = torch.device(self.device)
+        cuda = [] if device.type != "cuda" else [
+            device.index if device.index is not None else torch.cuda.current_device()
+        ]
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             yield
 
@@ -429,12 +447,22 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         """
         if self.module_.training:
             return super().infer(x, **fit_params)
+        state = getattr(self, "_eval_weights", None) or _float64_state(self.module_)
+        if state is None:  # no float64 on this device (Apple MPS)
+            return super().infer(x, **fit_params)
         x = to_tensor(x, device=self.device).double()
-        state = {
-            name: tensor.double() if tensor.is_floating_point() else tensor
-            for name, tensor in self.module_.state_dict().items()
-        }
         return functional_call(self.module_, state, (x,), fit_params).reshape(-1)
+
+    def forward_iter(self, X, training=False, device="cpu"):
+        """Batches of module output; the float64 weights are made once per call."""
+        if training:
+            yield from super().forward_iter(X, training=training, device=device)
+            return
+        self._eval_weights = _float64_state(self.module_)
+        try:
+            yield from super().forward_iter(X, training=training, device=device)
+        finally:
+            del self._eval_weights
 
     # --------------------------------------------------------------- prediction
 
@@ -491,6 +519,19 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
 
 
 _X_VALIDATION = dict(dtype=(np.float32, np.float64), ensure_all_finite=False)
+_MODULE_PARAMS = {"hidden_layer_sizes", "dropout", "negative_slope", "batch_norm"}
+_CRITERION_PARAMS = {"loss", "alpha", "gamma", "auc_margin", "auc_power"}
+_OPTIMIZER_PARAMS = {"sam", "sam_rho", "sam_adaptive", "weight_decay"}
+
+
+def _float64_state(module):
+    """The module's parameters and buffers in float64, or None where float64 is missing."""
+    if next(module.parameters()).device.type == "mps":
+        return None
+    return {
+        name: tensor.double() if tensor.is_floating_point() else tensor
+        for name, tensor in module.state_dict().items()
+    }
 
 
 def _check_finite_rows(X):

@@ -83,7 +83,7 @@ def _predict(args):
 
 
 def _evaluate(args):
-    from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
+    from .evaluation import detection_report
 
     detector = _load(args)
     data = _read_data(args.data, need_labels=True)
@@ -95,10 +95,12 @@ def _evaluate(args):
     y, scores = y[valid], scores[valid]
     if len(np.unique(y)) < 2:
         raise CommandError("evaluation needs images of both classes (real and generated)")
-    print(f"images   {len(y)} ({int(y.sum())} generated, {int((1 - y).sum())} real)")
-    print(f"ROC AUC  {roc_auc_score(y, scores):.4f}")
-    print(f"AP       {average_precision_score(y, scores):.4f}")
-    print(f"accuracy {accuracy_score(y, scores > args.threshold):.4f} (threshold {args.threshold})")
+    print(f"images: {len(y)} ({int(y.sum())} generated, {int((1 - y).sum())} real)")
+    report = detection_report(
+        y, scores, threshold=args.threshold, n_bootstraps=args.bootstraps, random_state=0
+    )
+    columns = ["metric", "value"] + (["ci_low", "ci_high"] if args.bootstraps else [])
+    print(report[columns].to_string(index=False, float_format="%.4f"))
     if args.roc:
         _plot_roc(y, scores, args.roc)
         print(f"ROC curve written to {args.roc}")
@@ -253,11 +255,13 @@ def _load(args):
 
 def _scores(detector, data):
     """Probability that each image is generated (label 1), NaN for unreadable images."""
-    features = detector.steps[0][1].transform(_model_input(data))
+    from .evaluation._common import positive_scores
+
+    features = detector[:-1].transform(_model_input(data))
     scores = np.full(len(data), np.nan)
     readable = ~np.isnan(features).any(axis=1)
-    if readable.any():  # trained by 'clipdet train' on labels 0/1: column 1 is "generated"
-        scores[readable] = detector.steps[1][1].predict_proba(features[readable])[:, 1]
+    if readable.any():
+        scores[readable] = positive_scores(detector[-1], features[readable], pos_label=1)
     return scores
 
 
@@ -346,6 +350,10 @@ def _build_parser():
     evaluate = commands.choices["evaluate"]
     evaluate.add_argument("--roc", help="write the ROC curve to this PNG file")
     evaluate.add_argument("--threshold", type=float, default=0.5, help="for accuracy (0.5)")
+    evaluate.add_argument(
+        "--bootstraps", type=int, default=0,
+        help="bootstrap resamples for 95%% confidence intervals (default 0: none)",
+    )
     evaluate.add_argument(
         "--robustness", action="store_true",
         help="also measure the detector on perturbed copies of the images (JPEG, resize, "

@@ -20,6 +20,7 @@ import io
 import itertools
 import numbers
 import os
+import urllib.parse
 import urllib.request
 import warnings
 from collections import Counter
@@ -540,6 +541,8 @@ def _fetch_real_images(rows, fetch, n_threads):
 
 def _fetch_url(url, timeout=10.0):
     """Download an image; raise if the answer is not an image."""
+    if urllib.parse.urlparse(url).scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {url!r}")  # never file://, ftp://, ...
     request = urllib.request.Request(url, headers={"User-Agent": "sklearn-clipdet"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         data = response.read(_MAX_DOWNLOAD_BYTES + 1)

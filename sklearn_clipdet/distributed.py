@@ -33,6 +33,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 import uuid
 import warnings
@@ -60,6 +61,7 @@ _DEFAULT_PARTITION_SIZE = 1024
 # Parameters that cannot change the values of the features.
 _UNRELATED_PARAMS = {"batch_size", "cache_dir", "device", "num_workers", "on_error", "verbose"}
 _INSTALL_HINT = 'pip install "sklearn-clipdet[dask]"'
+_WARNINGS_LOCK = threading.Lock()
 
 
 def _import_distributed():
@@ -407,7 +409,8 @@ def _featurize_partition(k, part, featurizer, output, token, retry_failed):
     if isinstance(part, _Positional):
         part = part.samples
     fitted = clone(featurizer).fit(part)
-    with warnings.catch_warnings(record=True) as caught:
+    # catch_warnings swaps process-wide state: tasks on one worker's threads take turns.
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.filterwarnings("ignore", category=ImageDecodeWarning)  # reported as failures
         try:

@@ -7,7 +7,7 @@ import numbers
 import os
 import warnings
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -242,7 +242,9 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         self._validate_params()
         images, texts = self._split_input(X)
-        n_samples = len(images if images is not None else texts)
+        n_samples = len(X) if isinstance(X, pd.DataFrame) else len(
+            images if images is not None else texts
+        )
         if "text" in self.modalities_:
             texts = self._fill_missing_texts(texts, n_samples)
         backbone = self._get_backbone()
@@ -310,7 +312,8 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         if self.default_text is not None and not isinstance(self.default_text, str):
             raise ValueError(f"default_text must be a str or None, got {self.default_text!r}.")
         _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("verbose", self.verbose, minimum=0)
+        if not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:  # bools allowed
+            raise ValueError(f"verbose must be an int >= 0, got {self.verbose!r}.")
         if self.num_workers is not None:
             _check_int("num_workers", self.num_workers, minimum=0)
         if self.max_image_pixels is not None:
@@ -414,16 +417,17 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
     def _cache_key(prefix, content):
         return hashlib.blake2b(f"{prefix}|{content}".encode(), digest_size=20).hexdigest()
 
-    def _encode_images(self, pixels):
+    def _encode_images(self, backbone, pixels):
         """Raw (not normalised) image embeddings of a (n, 3, H, W) batch, float32 array.
 
-        Every image forward pass goes through this method.
+        Every image forward pass goes through this method. The backbone is the
+        one the whole transform uses (and whose fingerprint keys the cache).
         """
-        return self._get_backbone().encode_image(pixels).numpy()
+        return backbone.encode_image(pixels).numpy()
 
-    def _encode_texts(self, tokens):
+    def _encode_texts(self, backbone, tokens):
         """Raw (not normalised) text embeddings of a (n, L) token batch, float32 array."""
-        return self._get_backbone().encode_text(tokens).numpy()
+        return backbone.encode_text(tokens).numpy()
 
     def _finish(self, block):
         if self.normalize:
@@ -455,10 +459,10 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
                     if vector is not None:
                         return _Prepared(index, key=key, vector=vector)
                 with sample_errors(index, item):
-                    image = decode_image(source, options)
+                    pixels = backbone.preprocess_image(decode_image(source, options))
             except ImageDecodeError as error:
                 return _Prepared(index, error=error)
-            return _Prepared(index, key=key, pixels=backbone.preprocess_image(image))
+            return _Prepared(index, key=key, pixels=pixels)
 
         features = np.full((len(images), dim), np.nan, dtype=np.float32)
         errors, batch = [], []
@@ -466,7 +470,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         waiting = {}  # cache key -> rows with the same content as an image in `batch`
 
         def flush():
-            vectors = self._encode_images(torch.stack([p.pixels for p in batch]))
+            vectors = self._encode_images(backbone, torch.stack([p.pixels for p in batch]))
             for prepared, vector in zip(batch, vectors):
                 features[prepared.index] = vector
                 if prepared.key is not None:
@@ -513,7 +517,12 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         with ThreadPoolExecutor(workers, thread_name_prefix="clipdet-decode") as pool:
             try:
                 for index, item in enumerate(images):
-                    pending.append(pool.submit(prepare, index, item))
+                    if isinstance(item, Image.Image):
+                        # PIL decodes lazily and one image object must not be loaded
+                        # from several threads (the same object may fill several rows).
+                        pending.append(_completed(prepare(index, item)))
+                    else:
+                        pending.append(pool.submit(prepare, index, item))
                     if len(pending) >= window:
                         yield pending.popleft().result()
                 while pending:
@@ -539,7 +548,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         for start in tqdm(starts, desc="CLIP texts", unit="batch",
                           disable=self.verbose <= 0 or not todo):
             chunk = todo[start:start + self.batch_size]
-            encoded = self._encode_texts(backbone.tokenizer(chunk))
+            encoded = self._encode_texts(backbone, backbone.tokenizer(chunk))
             vectors.update(zip(chunk, encoded))
             if cache is not None:
                 cache.put_many((keys[text], vector) for text, vector in zip(chunk, encoded))
@@ -547,6 +556,12 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         for i, text in enumerate(texts):
             features[i] = vectors[text]
         return self._finish(features)
+
+
+def _completed(result):
+    future = Future()
+    future.set_result(result)
+    return future
 
 
 def _check_int(name, value, *, minimum):

@@ -19,6 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted
 
 from ._backbone import resolve_device
@@ -74,7 +75,7 @@ def save_detector(detector, path):
         _MODULE_PREFIX + name: tensor.detach().cpu().contiguous()
         for name, tensor in classifier.module_.state_dict().items()
     }
-    header["checksum"] = _checksum(tensors)
+    header["checksum"] = _checksum(header, tensors)
     save_file(tensors, str(path), metadata={_HEADER_KEY: json.dumps(header)})
 
 
@@ -118,10 +119,10 @@ def load_detector(path, *, device=None):
         ) from exc
 
     header = _read_header(path, metadata)
-    if _checksum(tensors) != header["checksum"]:
+    if _checksum(header, tensors) != header["checksum"]:
         raise DetectorFileError(
-            f"{path}: the weights do not match the checksum recorded when the file was "
-            "written; the file was modified or damaged."
+            f"{path}: the configuration and weights do not match the checksum recorded when "
+            "the file was written; the file was modified or damaged."
         )
     if header["library_version"] != __version__:
         warnings.warn(
@@ -130,6 +131,15 @@ def load_detector(path, *, device=None):
             UserWarning,
             stacklevel=2,
         )
+    saved_device = header["classifier"]["params"].get("device", "cpu")
+    if device is None and "cuda" in str(saved_device) and not torch.cuda.is_available():
+        warnings.warn(
+            f"{path} was saved for device {saved_device!r}, which this machine lacks; "
+            "loading on the CPU.",
+            UserWarning,
+            stacklevel=2,
+        )
+        device = "cpu"
     if device is not None:
         header["classifier"]["params"]["device"] = resolve_device(device)
         if header["featurizer"] is not None:
@@ -137,8 +147,10 @@ def load_detector(path, *, device=None):
     classifier = _build_classifier(path, header["classifier"], tensors)
     if header["featurizer"] is None:
         return classifier
-    featurizer = CLIPFeaturizer(**header["featurizer"])
-    featurizer.fit(None)
+    try:
+        featurizer = CLIPFeaturizer(**header["featurizer"]).fit(None)
+    except (TypeError, ValueError) as exc:
+        raise DetectorFileError(f"{path}: invalid featurizer settings: {exc}") from exc
     featurizer_name, classifier_name = header["steps"]
     return Pipeline([(featurizer_name, featurizer), (classifier_name, classifier)])
 
@@ -223,8 +235,11 @@ def _backbone_identity(featurizer):
     }
 
 
-def _checksum(tensors):
+def _checksum(header, tensors):
+    """SHA-256 of the header (without its checksum) and of every tensor."""
     digest = hashlib.sha256()
+    content = {key: value for key, value in header.items() if key != "checksum"}
+    digest.update(json.dumps(content, sort_keys=True).encode())
     for name in sorted(tensors):
         tensor = tensors[name]
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
@@ -292,7 +307,14 @@ def _build_classifier(path, config, tensors):
     params = dict(config["params"])
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    classifier = RobustMLPClassifier(**params)
+    try:
+        classifier = RobustMLPClassifier(**params)
+        validate_parameter_constraints(
+            classifier._parameter_constraints, classifier.get_params(deep=False),
+            caller_name="RobustMLPClassifier",
+        )
+    except (TypeError, ValueError) as exc:
+        raise DetectorFileError(f"{path}: invalid classifier settings: {exc}") from exc
     dtype = object if config["classes_dtype"] == "object" else np.dtype(config["classes_dtype"])
     classifier._classes = np.array(config["classes"], dtype=dtype)
     classifier.n_features_in_ = config["n_features_in"]

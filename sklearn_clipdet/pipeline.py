@@ -62,9 +62,9 @@ def make_detector(
     ['clipfeaturizer', 'robustmlpclassifier']
     """
     featurizer = CLIPFeaturizer(
-        model_name,
-        pretrained,
         **{
+            "model_name": model_name,
+            "pretrained": pretrained,
             "modalities": modalities,
             "cache_dir": cache_dir,
             "device": device,

@@ -149,5 +149,8 @@ def test_unreachable_download_host_fails_before_building_the_model(monkeypatch):
     monkeypatch.setattr(_backbone.socket, "create_connection", refuse)
     monkeypatch.setattr(open_clip, "create_model_and_transforms", must_not_build)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                  "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
     with pytest.raises(WeightsUnavailableError, match="cannot reach .*network is unreachable"):
         load_backbone("ViT-B-32", "openai", device="cpu")

@@ -76,15 +76,23 @@ def test_threads_share_one_cache(tmp_path):
     cache = FeatureCache(tmp_path)
     data = vectors(400)
 
+    read_back = {}
+
     def work(part):
-        cache.put_many((str(i), data[i]) for i in range(part, 400, 4))
-        assert len(cache.get_many([str(i) for i in range(400)], 8)) >= 100
+        mine = [str(i) for i in range(part, 400, 4)]
+        cache.put_many((key, data[int(key)]) for key in mine)
+        read_back[part] = cache.get_many(mine, 8)  # asserted below, in the main thread
 
     threads = [threading.Thread(target=work, args=(part,)) for part in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    for part, found in read_back.items():
+        assert sorted(found, key=int) == [str(i) for i in range(part, 400, 4)]
+        for key, vector in found.items():
+            np.testing.assert_array_equal(vector, data[int(key)])
+    assert len(read_back) == 4
     assert len(cache.get_many([str(i) for i in range(400)], 8)) == 400
     cache.close()
 

@@ -288,3 +288,31 @@ def test_default_model_beats_sklearn_baselines_on_1536_features():
     }
     assert auc["ours"] >= auc["mlp"], auc
     assert auc["ours"] >= auc["logistic"], auc
+
+
+def test_batchnorm_statistics_follow_the_first_sam_pass_only(data):
+    X, y = data
+    clf = small(max_epochs=3, batch_size=30).fit(X, y)  # 120 rows: 4 batches an epoch
+    batch_norm = clf.module_.hidden[1]
+    assert batch_norm.num_batches_tracked.item() == 3 * 4  # twice that if both passes counted
+
+
+def test_set_params_after_fit_rebuilds_what_it_configures(data):
+    X, y = data
+    clf = small().fit(X, y)
+    clf.set_params(alpha=0.3, loss="bce", sam_rho=0.2, weight_decay=0.5)
+    assert (clf.criterion_.loss, clf.criterion_.alpha) == ("bce", 0.3)
+    group = clf.optimizer_.param_groups[0]
+    assert (group["rho"], group["weight_decay"]) == (0.2, 0.5)
+    clf.set_params(hidden_layer_sizes=(8, 4))
+    assert clf.module_.hidden[0].out_features == 8
+    clf.partial_fit(X, y)
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_prediction_in_float64_leaves_no_state_behind(data):
+    X, y = data
+    clf = small().fit(X, y)
+    before = set(vars(clf))
+    clf.predict_proba(X)
+    assert set(vars(clf)) == before

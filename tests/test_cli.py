@@ -2,7 +2,9 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -40,7 +42,7 @@ def test_evaluate_prints_metrics_and_writes_roc(trained, playground_dir, tmp_pat
     assert main(["evaluate", str(trained), str(playground_dir), "--roc", str(roc),
                  "--quiet"]) == 0
     out = capsys.readouterr().out
-    for metric in ["ROC AUC", "AP", "accuracy"]:
+    for metric in ["roc_auc", "average_precision", "accuracy@0.5", "tpr@fpr=0.01", "eer"]:
         assert metric in out
     assert roc.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and roc.stat().st_size > 5000
 
@@ -104,3 +106,29 @@ def test_help(command):
     )
     assert result.returncode == 0
     assert f"usage: clipdet {command}" in result.stdout
+
+
+def test_scores_are_the_probability_of_label_1(trained, playground_dir, tmp_path):
+    from sklearn_clipdet import load_detector, load_image_folder
+
+    out = tmp_path / "scores.csv"
+    assert main(["predict", str(trained), str(playground_dir), "--out", str(out), "--quiet"]) == 0
+    detector = load_detector(trained)
+    data = load_image_folder(playground_dir)
+    expected = detector.predict_proba(data[["image"]])[:, list(detector[-1].classes_).index(1)]
+    np.testing.assert_allclose(pd.read_csv(out)["score"], expected, rtol=1e-6)
+
+
+def test_detector_without_label_1_is_refused(playground_samples, tiny_model_name, tmp_path,
+                                             capsys):
+    from sklearn_clipdet import make_detector, save_detector
+
+    paths, y = playground_samples
+    detector = make_detector(tiny_model_name, None, modalities="image", device="cpu",
+                             classifier_params=dict(hidden_layer_sizes=(4,), max_epochs=1))
+    detector.fit(paths, np.array(["real", "fake"])[y])
+    model_file = tmp_path / "strings.safetensors"
+    save_detector(detector, model_file)
+    assert main(["predict", str(model_file), str(Path(paths[0]).parents[1]), "--out",
+                 str(tmp_path / "s.csv"), "--quiet"]) == 1
+    assert "do not include pos_label=1" in capsys.readouterr().err

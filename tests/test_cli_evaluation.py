@@ -40,14 +40,14 @@ def test_evaluate_with_robustness_writes_table_and_plot(trained, balanced_folder
                    "--robustness-out", str(table), "--robustness-out", str(plot)])
     assert status == 0
     out = capsys.readouterr().out
-    assert "ROC AUC" in out and "robustness" in out
+    assert "roc_auc" in out and "robustness" in out
     report = pd.read_csv(table)
     assert list(report.columns[:4]) == ["perturbation", "parameter", "level", "metric"]
     assert report["perturbation"].unique().tolist() == ["none", "jpeg", "blur"]
     assert sorted(report.loc[report["perturbation"] == "jpeg", "level"].unique()) == [
         30, 50, 75, 90]
     clean_auc = report.query("perturbation == 'none' and metric == 'roc_auc'")["value"].item()
-    printed_auc = float(out.split("ROC AUC")[1].split()[0])
+    printed_auc = float(out.split("roc_auc")[1].split()[0])
     assert clean_auc == pytest.approx(printed_auc, abs=1e-4)
     data = plot.read_bytes()
     assert data[:8] == PNG_MAGIC and len(data) > 10_000

@@ -415,9 +415,9 @@ def _count_encoded(monkeypatch):
     counter = {"images": 0}
     original = CLIPFeaturizer._encode_images
 
-    def counting(self, pixels):
+    def counting(self, backbone, pixels):
         counter["images"] += len(pixels)
-        return original(self, pixels)
+        return original(self, backbone, pixels)
 
     monkeypatch.setattr(CLIPFeaturizer, "_encode_images", counting)
     return counter

@@ -43,10 +43,10 @@ def count_encoded(monkeypatch):
     counter = {"calls": 0, "images": 0}
     original = CLIPFeaturizer._encode_images
 
-    def counting(self, pixels):
+    def counting(self, backbone, pixels):
         counter["calls"] += 1
         counter["images"] += len(pixels)
-        return original(self, pixels)
+        return original(self, backbone, pixels)
 
     monkeypatch.setattr(CLIPFeaturizer, "_encode_images", counting)
     return counter

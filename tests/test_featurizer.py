@@ -75,13 +75,13 @@ def count_encoded(monkeypatch):
     counts = {"images": 0, "texts": 0}
     encode_images, encode_texts = CLIPFeaturizer._encode_images, CLIPFeaturizer._encode_texts
 
-    def images(self, pixels):
+    def images(self, backbone, pixels):
         counts["images"] += len(pixels)
-        return encode_images(self, pixels)
+        return encode_images(self, backbone, pixels)
 
-    def texts(self, tokens):
+    def texts(self, backbone, tokens):
         counts["texts"] += len(tokens)
-        return encode_texts(self, tokens)
+        return encode_texts(self, backbone, tokens)
 
     monkeypatch.setattr(CLIPFeaturizer, "_encode_images", images)
     monkeypatch.setattr(CLIPFeaturizer, "_encode_texts", texts)
@@ -396,9 +396,9 @@ def test_streams_instead_of_reading_everything_first(make, count_encoded):
     pulled_at_first_batch = []
     encode = CLIPFeaturizer._encode_images
 
-    def spy(self, pixels):
+    def spy(self, backbone, pixels):
         pulled_at_first_batch.append(LazyImages.pulled)
-        return encode(self, pixels)
+        return encode(self, backbone, pixels)
 
     featurizer = make(batch_size=4, num_workers=2)
     featurizer._encode_images = spy.__get__(featurizer)
@@ -541,3 +541,29 @@ def test_pipeline_with_robust_mlp_on_playground(tiny_model_name, playground_samp
     assert proba.shape == (len(paths), 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
     assert set(pipeline.predict(paths)) <= {0, 1}
+
+
+def test_lazily_opened_pil_images_follow_the_error_policy(make, tmp_path):
+    good, truncated = tmp_path / "good.jpg", tmp_path / "truncated.jpg"
+    good.write_bytes(jpeg_bytes(random_array(0, (128, 128, 3))))
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    featurizer = make(on_error="nan", num_workers=4)
+    with pytest.warns(ImageDecodeWarning, match=r"indices \[1\]"):
+        features = featurizer.transform([Image.open(good), Image.open(truncated)])
+    assert np.isfinite(features[0]).all() and np.isnan(features[1]).all()
+    assert "truncated" in featurizer.failures_[0].reason
+
+
+def test_one_pil_object_in_many_rows(make, tmp_path):
+    path = tmp_path / "image.jpg"
+    path.write_bytes(jpeg_bytes(random_array(0, (128, 128, 3))))
+    image = Image.open(path)  # not loaded yet: the decode threads must not race on it
+    features = make(num_workers=4).transform([image] * 16)
+    np.testing.assert_allclose(features, np.repeat(features[:1], 16, axis=0), atol=1e-6)
+
+
+def test_text_only_dataframe_without_text_column_uses_default_text(make):
+    featurizer = make(modalities="text", default_text="a photo")
+    with pytest.warns(UserWarning, match="default_text 'a photo' used for 3 of 3"):
+        features = featurizer.transform(pd.DataFrame({"other": [1, 2, 3]}))
+    assert features.shape == (3, DIM)

@@ -163,6 +163,15 @@ def test_draft_stays_above_margin():
     assert decode_image(data, DecodeOptions(target_size=(224, 224))).size == (400, 300)
 
 
+def test_draft_applies_to_camera_jpegs_that_open_as_mpo():
+    buffer = io.BytesIO()
+    first, second = Image.new("RGB", (1200, 900), (10, 120, 200)), Image.new("RGB", (64, 48))
+    first.save(buffer, format="MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+    image = decode_image(buffer.getvalue(), DecodeOptions(target_size=(32, 32)))
+    assert image.size == (150, 113)
+
+
 def test_draft_never_applies_to_png():
     data = encode(Image.new("RGB", (1200, 900)))
     assert decode_image(data, DecodeOptions(target_size=(32, 32))).size == (1200, 900)

@@ -3,6 +3,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from sklearn.datasets import make_classification
@@ -118,9 +119,49 @@ def test_missing_weights_are_refused(saved):
     # Even with a matching checksum, the network must find all its weights.
     with safe_open(str(saved), framework="pt") as file:
         tensors = {name: file.get_tensor(name) for name in file.keys()}
-    _rewrite(saved, edit_header=lambda h: h.update(checksum=persistence._checksum(tensors)))
+    def consistent(header):
+        header["checksum"] = persistence._checksum(header, tensors)
+
+    _rewrite(saved, edit_header=consistent)
     with pytest.raises(DetectorFileError, match="missing"):
         load_detector(saved)
+
+
+def test_tampered_header_is_refused(saved):
+    def swap_classes(header):
+        header["classifier"]["classes"] = header["classifier"]["classes"][::-1]
+
+    _rewrite(saved, edit_header=swap_classes)
+    with pytest.raises(DetectorFileError, match="checksum"):
+        load_detector(saved)
+
+
+def test_unknown_setting_is_a_file_error(saved):
+    with safe_open(str(saved), framework="pt") as file:
+        tensors = {name: file.get_tensor(name) for name in file.keys()}
+
+    def add_setting(header):
+        header["classifier"]["params"]["bogus"] = 1
+        header["checksum"] = persistence._checksum(header, tensors)
+
+    _rewrite(saved, edit_header=add_setting)
+    with pytest.raises(DetectorFileError, match="invalid classifier settings"):
+        load_detector(saved)
+
+
+def test_cuda_detector_loads_on_a_cpu_machine(saved, monkeypatch):
+    with safe_open(str(saved), framework="pt") as file:
+        tensors = {name: file.get_tensor(name) for name in file.keys()}
+
+    def trained_on_gpu(header):
+        header["classifier"]["params"]["device"] = "cuda"
+        header["checksum"] = persistence._checksum(header, tensors)
+
+    _rewrite(saved, edit_header=trained_on_gpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="saved for device 'cuda'.*loading on the CPU"):
+        loaded = load_detector(saved)
+    assert loaded[1].device == "cpu"
 
 
 def test_classifier_alone_round_trips(tmp_path):

@@ -52,6 +52,11 @@ def test_make_detector_passes_settings_to_each_step(tmp_path):
     assert params["robustmlpclassifier__device"] == "cpu"
 
 
+def test_featurizer_params_override_the_arguments():
+    detector = make_detector("ViT-B-32", "openai", featurizer_params={"model_name": "RN50"})
+    assert detector[0].model_name == "RN50" and detector[0].pretrained == "openai"
+
+
 def test_fit_and_predict_on_playground(tiny_model_name, playground_samples):
     paths, y = playground_samples
     detector = tiny_detector(tiny_model_name).fit(paths, y)
@@ -65,10 +70,10 @@ def _count_encoded_images(monkeypatch):
     counter = {"images": 0, "calls": 0}
     original = CLIPFeaturizer._encode_images
 
-    def counting(self, pixels):
+    def counting(self, backbone, pixels):
         counter["images"] += len(pixels)
         counter["calls"] += 1
-        return original(self, pixels)
+        return original(self, backbone, pixels)
 
     monkeypatch.setattr(CLIPFeaturizer, "_encode_images", counting)
     return counter
