@@ -59,7 +59,10 @@ _TEMP_PATTERN = re.compile(
 _FAILURE_COLUMNS = ["index", "image", "error"]
 _DEFAULT_PARTITION_SIZE = 1024
 # Parameters that cannot change the values of the features.
-_UNRELATED_PARAMS = {"batch_size", "cache_dir", "device", "num_workers", "on_error", "verbose"}
+_UNRELATED_PARAMS = {
+    "backbone_fingerprint", "batch_size", "cache_dir", "device", "num_workers", "on_error",
+    "verbose",
+}
 _INSTALL_HINT = 'pip install "sklearn-clipdet[dask]"'
 _WARNINGS_LOCK = threading.Lock()
 

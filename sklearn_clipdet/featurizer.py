@@ -115,6 +115,12 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
     num_workers : int or None, default=None
         Threads that read and preprocess images while the model runs; None
         uses ``min(4, os.cpu_count())``, 0 decodes in the calling thread.
+    backbone_fingerprint : str or None, default=None
+        Fingerprint of the backbone (its weights, preprocessing, tokenizer and
+        open_clip version) that the features must come from, as recorded by
+        :func:`~sklearn_clipdet.save_detector`. When the loaded backbone differs,
+        transform warns: a classifier trained on other features gives
+        meaningless scores. None skips the check.
     verbose : int, default=0
         Show a progress bar when > 0.
 
@@ -179,6 +185,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         draft_decode=True,
         cache_dir=None,
         num_workers=None,
+        backbone_fingerprint=None,
         verbose=0,
     ):
         self.model_name = model_name
@@ -196,6 +203,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         self.draft_decode = draft_decode
         self.cache_dir = cache_dir
         self.num_workers = num_workers
+        self.backbone_fingerprint = backbone_fingerprint
         self.verbose = verbose
 
     # --- sklearn API -------------------------------------------------------------------------
@@ -248,6 +256,14 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         if "text" in self.modalities_:
             texts = self._fill_missing_texts(texts, n_samples)
         backbone = self._get_backbone()
+        if self.backbone_fingerprint not in (None, backbone.fingerprint):
+            warnings.warn(
+                f"The backbone {self.model_name!r} (pretrained={self.pretrained!r}) is not the "
+                "one the detector was trained with: its weights, preprocessing, tokenizer or "
+                "open_clip version changed, so the classifier's scores may be meaningless.",
+                UserWarning,
+                stacklevel=3,
+            )
         blocks, errors, failed = [], [], np.zeros(n_samples, dtype=bool)
         with self._open_cache() as cache:
             if "image" in self.modalities_:

@@ -69,8 +69,10 @@ def save_detector(detector, path):
         "classifier": _classifier_config(classifier),
     }
     if featurizer is not None:
-        header["featurizer"] = _json_params(featurizer)
         header["backbone"] = _backbone_identity(featurizer)
+        header["featurizer"] = _json_params(featurizer)
+        # The loaded featurizer checks that it computes the same features.
+        header["featurizer"]["backbone_fingerprint"] = header["backbone"]["fingerprint"]
     tensors = {
         _MODULE_PREFIX + name: tensor.detach().cpu().contiguous()
         for name, tensor in classifier.module_.state_dict().items()

@@ -1,5 +1,6 @@
 import json
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -47,7 +48,9 @@ def test_round_trip_gives_identical_probabilities(fitted, saved, monkeypatch):
     monkeypatch.setattr(pickle, "Unpickler", no_pickle)
     loaded = load_detector(saved)
     assert [name for name, _ in loaded.steps] == [name for name, _ in detector.steps]
-    assert loaded.get_params(deep=False)["steps"][0][1].get_params() == detector[0].get_params()
+    fingerprint = detector[0]._get_backbone().fingerprint
+    assert loaded[0].get_params() == {**detector[0].get_params(),
+                                      "backbone_fingerprint": fingerprint}
     assert loaded[1].get_params(deep=False) == detector[1].get_params(deep=False)
     np.testing.assert_array_equal(loaded.predict_proba(paths), detector.predict_proba(paths))
 
@@ -186,3 +189,18 @@ def test_unsaveable_settings_are_named(tmp_path):
         save_detector(clf, tmp_path / "clf.safetensors")
     with pytest.raises(ValueError, match="Pipeline of CLIPFeaturizer then RobustMLPClassifier"):
         save_detector("not a detector", tmp_path / "x.safetensors")
+
+
+def test_loaded_detector_warns_when_its_backbone_changed(saved, fitted, tmp_path):
+    from sklearn_clipdet.testing import write_tiny_model
+
+    detector, paths = fitted
+    loaded = load_detector(saved)
+    assert loaded[0].backbone_fingerprint == loaded[0]._get_backbone().fingerprint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same backbone: no warning
+        loaded.predict_proba(paths[:2])
+    other = write_tiny_model(tmp_path / "other", seed=1)  # same config, other weights
+    loaded[0].set_params(model_name=other)
+    with pytest.warns(UserWarning, match="not the one the detector was trained with"):
+        loaded.predict_proba(paths[:2])
