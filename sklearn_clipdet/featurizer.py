@@ -7,6 +7,7 @@ import numbers
 import os
 import warnings
 from collections import deque
+from collections.abc import Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import PIL
 import torch
 from PIL import Image
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
@@ -167,6 +169,26 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
     (2, 1024)
     """
 
+    _parameter_constraints = {
+        "model_name": [str],
+        "pretrained": [str, os.PathLike, None],
+        "modalities": [StrOptions(set(_MODALITIES))],
+        "image_column": [Hashable],
+        "text_column": [Hashable],
+        "default_text": [str, None],
+        "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "normalize": ["boolean"],
+        "on_error": [StrOptions(set(_ON_ERROR))],
+        "max_image_pixels": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "draft_decode": ["boolean"],
+        "cache_dir": [str, os.PathLike, None],
+        "num_workers": [Interval(numbers.Integral, 0, None, closed="left"), None],
+        "backbone_fingerprint": [str, None],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         model_name="ViT-L-14",
@@ -315,25 +337,9 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
     # --- validation --------------------------------------------------------------------------
 
     def _validate_params(self):
-        if self.modalities not in _MODALITIES:
-            raise ValueError(f"modalities must be one of {_MODALITIES}, got {self.modalities!r}.")
-        if self.on_error not in _ON_ERROR:
-            raise ValueError(f"on_error must be one of {_ON_ERROR}, got {self.on_error!r}.")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
-        if not isinstance(self.model_name, str) or not self.model_name:
-            raise ValueError(f"model_name must be a non-empty str, got {self.model_name!r}.")
-        if self.pretrained is not None and not isinstance(self.pretrained, (str, os.PathLike)):
-            raise ValueError(f"pretrained must be a str, a path or None, got {self.pretrained!r}.")
-        if self.default_text is not None and not isinstance(self.default_text, str):
-            raise ValueError(f"default_text must be a str or None, got {self.default_text!r}.")
-        _check_int("batch_size", self.batch_size, minimum=1)
-        if not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:  # bools allowed
-            raise ValueError(f"verbose must be an int >= 0, got {self.verbose!r}.")
-        if self.num_workers is not None:
-            _check_int("num_workers", self.num_workers, minimum=0)
-        if self.max_image_pixels is not None:
-            _check_int("max_image_pixels", self.max_image_pixels, minimum=1)
+        super()._validate_params()  # scikit-learn checks _parameter_constraints
+        if not self.model_name:
+            raise ValueError("model_name must be a non-empty str.")
 
     def _split_input(self, X):
         """Return ``(images, texts)``: sequences, or None for a modality not given."""
@@ -578,8 +584,3 @@ def _completed(result):
     future = Future()
     future.set_result(result)
     return future
-
-
-def _check_int(name, value, *, minimum):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")

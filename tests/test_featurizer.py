@@ -360,17 +360,23 @@ def test_not_fitted(tiny_model_name):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"modalities": "audio"}, "modalities must be one of"),
-        ({"on_error": "skip"}, "on_error must be one of"),
-        ({"precision": "fp64"}, "precision must be one of"),
-        ({"batch_size": 0}, "batch_size must be an int >= 1"),
-        ({"num_workers": -1}, "num_workers must be an int >= 0"),
-        ({"default_text": 3}, "default_text must be a str"),
+        ({"modalities": "audio"}, "'modalities' parameter of CLIPFeaturizer must be a str among"),
+        ({"on_error": "skip"}, "'on_error' parameter"),
+        ({"precision": "fp64"}, "'precision' parameter"),
+        ({"batch_size": 0}, "'batch_size' parameter .* in the range \\[1, inf\\)"),
+        ({"num_workers": -1}, "'num_workers' parameter"),
+        ({"default_text": 3}, "'default_text' parameter"),
+        ({"verbose": -1}, "'verbose' parameter"),
     ],
 )
 def test_invalid_parameters(tiny_model_name, params, message):
     with pytest.raises(ValueError, match=message):
         CLIPFeaturizer(tiny_model_name, **params).fit([random_array(0)])
+
+
+def test_empty_model_name():
+    with pytest.raises(ValueError, match="model_name must be a non-empty str"):
+        CLIPFeaturizer("").fit([random_array(0)])
 
 
 def test_single_image_is_not_a_sequence(make, tmp_path):
