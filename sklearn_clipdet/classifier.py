@@ -19,6 +19,7 @@ from torch.func import functional_call
 from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import Dataset
 
+from ._validation import check_finite_rows
 from .losses import LOSSES, DetectorLoss
 from .modules import DetectorMLP
 from .optim import SAM, frozen_batchnorm_stats
@@ -535,13 +536,7 @@ def _float64_state(module):
 
 
 def _check_finite_rows(X):
-    """Raise a ValueError naming the first rows that hold NaN or inf."""
-    bad_rows = np.flatnonzero(~np.isfinite(X).all(axis=1))
-    if bad_rows.size:
-        shown = bad_rows[:10].tolist()
-        more = f" and {bad_rows.size - 10} more" if bad_rows.size > 10 else ""
-        raise ValueError(
-            f"Input X contains NaN or inf in {bad_rows.size} row(s): {shown}{more}. "
-            "Remove or impute these rows (a featurizer with on_error='nan' marks failed "
-            "images this way)."
-        )
+    check_finite_rows(
+        X, "Input X", "Remove or impute these rows (a featurizer with on_error='nan' marks "
+        "failed images this way)."
+    )

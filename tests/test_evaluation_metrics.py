@@ -122,7 +122,7 @@ def test_string_labels_need_pos_label():
 
 
 def test_invalid_inputs_are_named():
-    with pytest.raises(ValueError, match=r"rows \[1, 3\]"):
+    with pytest.raises(ValueError, match=r"y_score contains NaN or inf in 2 row\(s\): \[1, 3\]"):
         detection_report([0, 1, 0, 1], [0.1, np.nan, 0.2, np.inf])
     with pytest.raises(ValueError, match="exactly two classes"):
         equal_error_rate([1, 1, 1], [0.1, 0.2, 0.3])

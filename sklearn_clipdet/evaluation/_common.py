@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-_PREVIEW = 10  # how many row indices error messages list
+from .._validation import check_finite_rows
 
 
 def take(X, indices):
@@ -53,14 +53,10 @@ def default_threshold(estimator):
 
 def check_finite_features(features, what):
     """Raise a ValueError naming the rows of ``features`` that hold NaN (unreadable images)."""
-    bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
-    if bad.size:
-        shown = ", ".join(map(str, bad[:_PREVIEW].tolist()))
-        more = ", ..." if bad.size > _PREVIEW else ""
-        raise ValueError(
-            f"The features of {what} hold NaN for {bad.size} sample(s), rows [{shown}{more}] "
-            "(images the featurizer could not read); remove them first."
-        )
+    check_finite_rows(
+        features, f"The features of {what}",
+        "They come from images the featurizer could not read; remove them first.",
+    )
 
 
 def new_figure(n_panels, panel_size, *, interactive, **subplot_kw):

@@ -14,6 +14,8 @@ import pandas as pd
 from sklearn.metrics import auc, average_precision_score, roc_curve
 from sklearn.utils import check_random_state, column_or_1d
 
+from .._validation import check_finite_rows
+
 __all__ = [
     "accuracy_at_threshold",
     "bootstrap_metric",
@@ -22,7 +24,6 @@ __all__ = [
     "tpr_at_fpr",
 ]
 
-_PREVIEW = 10  # how many row indices error messages list
 
 
 def tpr_at_fpr(y_true, y_score, fpr=0.01, *, pos_label=None):
@@ -347,14 +348,9 @@ def _check_inputs(y_true, y_score, pos_label):
         raise ValueError(
             f"y_true and y_score have different lengths: {len(targets)} and {len(scores)}."
         )
-    bad = np.flatnonzero(~np.isfinite(scores))
-    if bad.size:
-        shown = ", ".join(map(str, bad[:_PREVIEW].tolist()))
-        more = ", ..." if bad.size > _PREVIEW else ""
-        raise ValueError(
-            f"y_score holds NaN or inf for {bad.size} sample(s), rows [{shown}{more}]; "
-            "remove them (e.g. unreadable images) before computing metrics."
-        )
+    check_finite_rows(
+        scores, "y_score", "Remove them (e.g. unreadable images) before computing metrics."
+    )
     return targets, scores
 
 

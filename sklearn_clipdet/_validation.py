@@ -1,0 +1,30 @@
+"""Input checks shared by the estimators and the evaluation tools."""
+
+import numpy as np
+
+_PREVIEW = 10  # how many row indices a message lists
+
+
+def check_finite_rows(values, what, advice):
+    """Raise a ValueError naming the rows of ``values`` (1-D or 2-D) that hold NaN or inf.
+
+    Parameters
+    ----------
+    values : array-like of shape (n_samples,) or (n_samples, n_features)
+        Values to check.
+    what : str
+        How the message names ``values``, e.g. "Input X".
+    advice : str
+        What the user can do, appended to the message.
+    """
+    values = np.asarray(values)
+    finite = np.isfinite(values)
+    if finite.ndim > 1:
+        finite = finite.all(axis=tuple(range(1, finite.ndim)))
+    bad = np.flatnonzero(~finite)
+    if bad.size:
+        shown = bad[:_PREVIEW].tolist()
+        more = f" and {bad.size - _PREVIEW} more" if bad.size > _PREVIEW else ""
+        raise ValueError(
+            f"{what} contains NaN or inf in {bad.size} row(s): {shown}{more}. {advice}"
+        )
