@@ -7,7 +7,9 @@ for training and evaluation, ``label`` (1 = generated, 0 = real).
 """
 
 import argparse
+import contextlib
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -83,10 +85,20 @@ def _predict(args):
 
 
 def _evaluate(args):
-    from .evaluation import detection_report
-
     detector = _load(args)
     data = _read_data(args.data, need_labels=True)
+    robustness = args.robustness or args.robustness_out
+    with contextlib.ExitStack() as stack:
+        if robustness and args.cache_dir is None:
+            # The robustness report then reads the clean features instead of encoding again.
+            cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="clipdet-"))
+            detector[0].set_params(cache_dir=cache)
+        _evaluate_loaded(args, detector, data, robustness)
+
+
+def _evaluate_loaded(args, detector, data, robustness):
+    from .evaluation import detection_report
+
     scores = _run(_scores, detector, data)
     y = data["label"].to_numpy()
     valid = ~np.isnan(scores)
@@ -104,7 +116,7 @@ def _evaluate(args):
     if args.roc:
         _plot_roc(y, scores, args.roc)
         print(f"ROC curve written to {args.roc}")
-    if args.robustness or args.robustness_out:
+    if robustness:
         _evaluate_robustness(args, detector, data[valid])
 
 

@@ -88,3 +88,21 @@ def test_audit_missing_folder_is_a_one_line_error(tmp_path, capsys):
     assert main(["audit", str(tmp_path / "nowhere")]) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("clipdet audit: error:") and "\n" not in error
+
+
+def test_evaluate_with_robustness_encodes_the_clean_images_once(trained, balanced_folder,
+                                                                monkeypatch):
+    from sklearn_clipdet import CLIPFeaturizer
+
+    encoded = []
+    original = CLIPFeaturizer._encode_images
+
+    def counting(self, backbone, pixels):
+        encoded.append(len(pixels))
+        return original(self, backbone, pixels)
+
+    monkeypatch.setattr(CLIPFeaturizer, "_encode_images", counting)
+    assert main(["evaluate", str(trained), str(balanced_folder), "--quiet", "--robustness",
+                 "--perturbations", "jpeg"]) == 0
+    # 20 clean images for the metrics (reused by the report), 20 per JPEG quality level.
+    assert sum(encoded) == 20 + 20 * 4
