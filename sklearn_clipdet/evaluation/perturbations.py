@@ -40,7 +40,8 @@ class _ImagePerturbation(TransformerMixin, BaseEstimator):
     """Base class: input handling, validation and the per-image loop.
 
     Subclasses set ``_level_param`` (the parameter that sets the strength) and
-    implement ``_perturb(image, index, seed)``.
+    implement ``_perturb(image, index, seed)``; images at an identity level
+    (``is_identity``) are copied without calling it.
     """
 
     _level_param = None
@@ -121,7 +122,7 @@ class _ImagePerturbation(TransformerMixin, BaseEstimator):
         for i, item in enumerate(images, start=offset):
             with sample_errors(i, item):
                 image = decode_image(load_source(item))
-                out.append(self._perturb(image, i, seed))
+                out.append(image.copy() if self.is_identity else self._perturb(image, i, seed))
         return out
 
     def _check_params(self):
@@ -201,8 +202,6 @@ class Resize(_ImagePerturbation):
         return self.scale == 1
 
     def _perturb(self, image, index, seed):
-        if self.scale == 1:
-            return image.copy()
         size = (max(1, round(image.width * self.scale)), max(1, round(image.height * self.scale)))
         return image.resize(size, _RESAMPLING[self.resample])
 
@@ -234,8 +233,6 @@ class GaussianBlur(_ImagePerturbation):
         return self.sigma == 0
 
     def _perturb(self, image, index, seed):
-        if self.sigma == 0:
-            return image.copy()
         return image.filter(ImageFilter.GaussianBlur(radius=float(self.sigma)))
 
 
@@ -275,8 +272,6 @@ class GaussianNoise(_ImagePerturbation):
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _perturb(self, image, index, seed):
-        if self.std == 0:
-            return image.copy()
         rng = np.random.default_rng([seed, index])
         pixels = np.asarray(image, dtype=np.float32)
         pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(self.std)
