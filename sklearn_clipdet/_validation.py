@@ -2,7 +2,14 @@
 
 import numpy as np
 
-_PREVIEW = 10  # how many row indices a message lists
+_PREVIEW = 10  # how many items a message lists
+
+
+def preview(items, limit=_PREVIEW):
+    """``"[a, b, c, ...]"``: the first ``limit`` items, for error and warning messages."""
+    items = list(items)
+    shown = ", ".join(map(str, items[:limit]))
+    return f"[{shown}{', ...' if len(items) > limit else ''}]"
 
 
 def check_finite_rows(values, what, advice):

@@ -30,6 +30,8 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from PIL import Image
 
+from ._validation import preview
+
 __all__ = [
     "D3_DATASET_ID",
     "FAKE_FOLDER_NAMES",
@@ -176,7 +178,7 @@ def load_image_folder(
     if unlabelled:
         warnings.warn(
             f"{len(unlabelled)} images under {root} are in no class folder and were left out "
-            f"(e.g. {_preview(unlabelled)}).",
+            f"(e.g. {preview(unlabelled, limit=3)}).",
             UserWarning,
             stacklevel=2,
         )
@@ -290,7 +292,7 @@ def _match_captions(captions, caption_columns, relkeys, labels):
     if unmatched:
         warnings.warn(
             f"{len(unmatched)} of {len(table)} captions match no image and were ignored "
-            f"(e.g. {_preview(unmatched)}).",
+            f"(e.g. {preview(unmatched, limit=3)}).",
             UserWarning,
             stacklevel=3,
         )
@@ -324,12 +326,6 @@ def _read_captions(captions, caption_columns):
             "columns with caption_columns=(image_column, caption_column)."
         )
     return table
-
-
-def _preview(items, n=3):
-    items = [str(item) for item in items]
-    shown = ", ".join(items[:n])
-    return shown + (", ..." if len(items) > n else "")
 
 
 # --- ELSA D3 ---------------------------------------------------------------------------------
@@ -532,7 +528,7 @@ def _fetch_real_images(rows, fetch, n_threads):
     if failed:
         warnings.warn(
             f"{len(failed)} of {len(real)} real images could not be fetched and were left out "
-            f"(e.g. {_preview(reasons, n=2)}).",
+            f"(e.g. {preview(reasons, limit=2)}).",
             UserWarning,
             stacklevel=3,
         )

@@ -44,7 +44,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from ._files import atomic_write
 from ._images import ImageDecodeError, ImageDecodeWarning, describe_input, is_missing
+from ._validation import preview
 
 __all__ = ["FeaturizeResult", "featurize", "read_features"]
 
@@ -382,7 +384,7 @@ def read_features(output, *, columns=None):
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} of {len(paths)} partitions are missing in {output} "
-            f"(partitions {_preview(missing)}): the run did not finish. Call featurize again "
+            f"(partitions {preview(missing)}): the run did not finish. Call featurize again "
             "with the same input and settings to compute them."
         )
     if columns is not None:
@@ -425,7 +427,7 @@ def _featurize_partition(k, part, featurizer, output, token, retry_failed):
         except Exception as exc:
             if hasattr(exc, "add_note"):  # Python >= 3.11
                 exc.add_note(f"While featurizing partition {k} of the input "
-                             f"(index {_preview(labels)}).")
+                             f"(index {preview(labels)}).")
             raise
     names = [str(name) for name in fitted.get_feature_names_out()]
     if features is None:
@@ -556,18 +558,7 @@ def _prepare_output(output, settings, n_partitions, partition_size, overwrite):
     for path in ours:
         if _TEMP_PATTERN.match(path.name) and path.exists():
             path.unlink(missing_ok=True)
-    _atomic_write(manifest_path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
-
-
-def _atomic_write(path, write):
-    """Call ``write(temporary_path)``, then rename the temporary file to ``path``."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(manifest_path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
 
 
 def _write_partition(output, k, index, names, features, summary):
@@ -579,7 +570,7 @@ def _write_partition(output, k, index, names, features, summary):
     arrays = [labels] + [pa.array(features[:, j]) for j in range(features.shape[1])]
     metadata = {_METADATA_KEY: json.dumps(summary).encode()}
     table = pa.Table.from_arrays(arrays, names=["index", *names], metadata=metadata)
-    _atomic_write(output / _part_name(k), lambda tmp: pq.write_table(table, tmp))
+    atomic_write(output / _part_name(k), lambda tmp: pq.write_table(table, tmp))
 
 
 def _partition_state(output, k, token, input_token):
@@ -605,7 +596,7 @@ def _partition_state(output, k, token, input_token):
 
 
 def _write_failures(output, failures):
-    _atomic_write(output / _FAILURES, lambda tmp: failures.to_csv(tmp, index=False))
+    atomic_write(output / _FAILURES, lambda tmp: failures.to_csv(tmp, index=False))
 
 
 def _failure_table(summaries):
@@ -625,7 +616,7 @@ def _reemit_warnings(summaries):
             kind[1].append(summary["partition"])
     for (category, _), (message, partitions) in kinds.items():
         more = " (and similar)" if len(partitions) > 1 else ""
-        warnings.warn(f"On the workers, partitions {_preview(partitions)}: {message}{more}",
+        warnings.warn(f"On the workers, partitions {preview(partitions)}: {message}{more}",
                       category, stacklevel=3)
 
 
@@ -751,8 +742,3 @@ def _image_value(part, row, featurizer):
     item = part[featurizer.image_column].iloc[row] if isinstance(part, pd.DataFrame) else part[row]
     return os.fspath(item) if isinstance(item, (str, os.PathLike)) else describe_input(item)
 
-
-def _preview(items, limit=10):
-    items = list(items)
-    shown = ", ".join(map(str, items[:limit]))
-    return f"[{shown}{', ...' if len(items) > limit else ''}]"

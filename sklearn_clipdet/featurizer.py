@@ -34,19 +34,13 @@ from ._images import (
     load_source,
     sample_errors,
 )
+from ._validation import preview
 
 __all__ = ["CLIPFeaturizer"]
 
 _MODALITIES = ("image+text", "image", "text")
 _ON_ERROR = ("raise", "nan")
 _CACHE_FORMAT = 1  # bump when the meaning of stored vectors changes
-_PREVIEW = 10  # how many row indices error messages list
-
-
-def _preview(indices):
-    indices = [int(i) for i in indices]
-    shown = ", ".join(map(str, indices[:_PREVIEW]))
-    return f"[{shown}{', ...' if len(indices) > _PREVIEW else ''}]"
 
 
 @dataclass
@@ -277,7 +271,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         )
         if "text" in self.modalities_:
             texts = self._fill_missing_texts(texts, n_samples)
-        backbone = self._get_backbone()
+        backbone = self.load_backbone()
         if self.backbone_fingerprint not in (None, backbone.fingerprint):
             warnings.warn(
                 f"The backbone {self.model_name!r} (pretrained={self.pretrained!r}) is not the "
@@ -301,7 +295,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         if failed.any():
             warnings.warn(
                 f"{failed.sum()} of {n_samples} images could not be read and got NaN features "
-                f"(indices {_preview(self.failed_indices_)}); first error: {errors[0]}. "
+                f"(indices {preview(self.failed_indices_)}); first error: {errors[0]}. "
                 "The indices are in failed_indices_.",
                 ImageDecodeWarning,
                 stacklevel=3,  # transform is wrapped by sklearn's set_output
@@ -322,7 +316,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self)
-        backbone = self._get_backbone()
+        backbone = self.load_backbone()
         dims = {"image": backbone.image_dim, "text": backbone.text_dim}
         names = [f"{kind}_{i}" for kind in self.modalities_ for i in range(dims[kind])]
         return np.asarray(names, dtype=object)
@@ -399,7 +393,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
             return texts
         if self.default_text is None:
             raise ValueError(
-                f"{len(missing)} of {n_samples} samples have no text (rows {_preview(missing)}); "
+                f"{len(missing)} of {n_samples} samples have no text (rows {preview(missing)}); "
                 "set default_text to caption them, or use modalities='image'."
             )
         warnings.warn(
@@ -414,7 +408,17 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
 
     # --- model and cache ---------------------------------------------------------------------
 
-    def _get_backbone(self):
+    def load_backbone(self):
+        """The open_clip backbone these settings select, loaded on first use.
+
+        Featurizers with the same model settings share one loaded model per
+        process (see :func:`~sklearn_clipdet._backbone.load_backbone`).
+
+        Returns
+        -------
+        Backbone
+            The model with its preprocessing, tokenizer and ``fingerprint``.
+        """
         pretrained = os.fspath(self.pretrained) if self.pretrained is not None else None
         return load_backbone(
             self.model_name, pretrained, device=self.device, precision=self.precision

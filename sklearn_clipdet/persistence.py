@@ -226,7 +226,7 @@ def _classifier_config(classifier):
 def _backbone_identity(featurizer):
     import open_clip
 
-    backbone = featurizer._get_backbone()
+    backbone = featurizer.load_backbone()
     return {
         "model_name": featurizer.model_name,
         "pretrained": featurizer.pretrained,

@@ -48,7 +48,7 @@ def test_round_trip_gives_identical_probabilities(fitted, saved, monkeypatch):
     monkeypatch.setattr(pickle, "Unpickler", no_pickle)
     loaded = load_detector(saved)
     assert [name for name, _ in loaded.steps] == [name for name, _ in detector.steps]
-    fingerprint = detector[0]._get_backbone().fingerprint
+    fingerprint = detector[0].load_backbone().fingerprint
     assert loaded[0].get_params() == {**detector[0].get_params(),
                                       "backbone_fingerprint": fingerprint}
     assert loaded[1].get_params(deep=False) == detector[1].get_params(deep=False)
@@ -196,7 +196,7 @@ def test_loaded_detector_warns_when_its_backbone_changed(saved, fitted, tmp_path
 
     detector, paths = fitted
     loaded = load_detector(saved)
-    assert loaded[0].backbone_fingerprint == loaded[0]._get_backbone().fingerprint
+    assert loaded[0].backbone_fingerprint == loaded[0].load_backbone().fingerprint
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same backbone: no warning
         loaded.predict_proba(paths[:2])
