@@ -102,3 +102,25 @@ def test_on_the_playground_generators(tiny_model_name, playground_dir):
     slow = cross_generator_report(pipe, subset[["image"]], subset["label"], subset["group"],
                                   precompute_features=False, **kwargs)
     pd.testing.assert_frame_equal(fast, slow)
+
+
+class LabelledClassifier(LogisticRegression):
+    """Logistic regression with the ``generated_label`` parameter of RobustMLPClassifier."""
+
+    def __init__(self, generated_label=None):
+        super().__init__()
+        self.generated_label = generated_label
+
+
+def test_pos_label_none_is_the_label_the_classifier_takes_as_generated():
+    X, y, groups = _synthetic()
+    X = X[:, 1:]
+    expected = cross_generator_report(LogisticRegression(), X, y, groups, random_state=0)
+    # Sorted labels: the second one is generated, as classes_[1] of the fitted classifier.
+    synthetic = np.where(y == 1, "synthetic", "real")
+    report = cross_generator_report(LogisticRegression(), X, synthetic, groups, random_state=0)
+    pd.testing.assert_frame_equal(report, expected)
+    # A classifier's generated_label parameter names it, even when it sorts first.
+    fake = np.where(y == 1, "fake", "real")
+    report = cross_generator_report(LabelledClassifier("fake"), X, fake, groups, random_state=0)
+    pd.testing.assert_frame_equal(report, expected)

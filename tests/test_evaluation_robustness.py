@@ -147,3 +147,20 @@ def test_invalid_arguments(fitted, tiny_model_name):
     unfitted = make_detector(tiny_model_name, None)
     with pytest.raises(Exception, match="not fitted"):
         robustness_report(unfitted, X, y, {"jpeg": [JPEGCompress(50)]})
+
+
+def test_pos_label_none_scores_the_classifiers_generated_label(tiny_model_name):
+    images, y = _images(n_samples=12, seed=1)
+    names = np.where(y == 1, "fake", "real")
+    params = dict(SMALL_MLP, max_epochs=2)
+    pipe = make_detector(tiny_model_name, None, modalities="image", random_state=0,
+                         featurizer_params={"num_workers": 0}, classifier_params=params)
+    pipe.fit(images, names)
+    assert list(pipe[-1].classes_) == ["fake", "real"]  # sorted: "fake" is column 0
+    pipe[-1].generated_label_ = "fake"  # as RobustMLPClassifier(generated_label="fake") sets it
+
+    report = robustness_report(pipe, images, names, {"blur": [GaussianBlur(1.0)]})
+    auc = report.query("metric == 'roc_auc' and perturbation == 'none'")["value"].item()
+    fake_probability = pipe.predict_proba(images)[:, 0]
+    assert auc == pytest.approx(roc_auc_score(names == "fake", fake_probability))
+    assert auc != pytest.approx(0.5)  # the direction of the scores shows in the value

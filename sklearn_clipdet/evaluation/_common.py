@@ -1,12 +1,56 @@
-"""Helpers shared by the evaluation modules: sample selection, scores, figures."""
+"""Helpers shared by the evaluation modules (and the command line): labels, samples, scores,
+figures."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from sklearn.pipeline import Pipeline
+from sklearn.utils import column_or_1d
 
+from .._files import atomic_write
 from .._validation import check_finite_rows
+
+
+def binary_targets(y_true, pos_label=None):
+    """Return ``(targets, pos_label)``: True for samples of the generated class, and its label.
+
+    Raises a ValueError unless ``y_true`` holds exactly two labels and
+    ``pos_label`` is one of them; None means 1 and needs 0/1, -1/1 or boolean
+    labels.
+    """
+    y = column_or_1d(y_true, warn=True)
+    labels = pd.unique(y)
+    if len(labels) != 2:
+        raise ValueError(
+            f"y must hold exactly two classes (real and generated); found {len(labels)}: "
+            f"{sorted(labels.tolist(), key=str)}."
+        )
+    if pos_label is None:
+        if not set(labels.tolist()) <= {0, 1, -1} or 1 not in labels.tolist():
+            raise ValueError(
+                f"y has labels {sorted(labels.tolist(), key=str)}; pass pos_label, the "
+                "label of generated images."
+            )
+        pos_label = 1
+    if pos_label not in labels.tolist():
+        raise ValueError(
+            f"pos_label={pos_label!r} is not one of the labels "
+            f"{sorted(labels.tolist(), key=str)}."
+        )
+    return np.asarray(y == pos_label, dtype=bool), pos_label
+
+
+def generated_label(classifier):
+    """The label of generated images for a fitted classifier.
+
+    Its ``generated_label_`` when it has one (:class:`~sklearn_clipdet.RobustMLPClassifier`),
+    else ``classes_[1]``, the class whose probability is column 1 of ``predict_proba``.
+    """
+    label = getattr(classifier, "generated_label_", None)
+    return classifier.classes_[1] if label is None else label
 
 
 def take(X, indices):
@@ -19,6 +63,49 @@ def take(X, indices):
     if isinstance(indices, slice):
         return list(X[indices])
     return [X[i] for i in indices]
+
+
+def split_images(X, image_column="image"):
+    """Return ``(images, rebuild)``: the images of ``X`` as a list, and a function that
+    puts a list of new images back into a container shaped like ``X`` (never ``X`` itself).
+    """
+    if isinstance(X, pd.DataFrame):
+        if image_column not in X.columns:
+            raise ValueError(
+                f"X has no column {image_column!r} (columns: {list(X.columns)}); "
+                "set image_column."
+            )
+
+        def rebuild_frame(new_images):
+            out = X.copy()
+            out[image_column] = pd.Series(_object_array(new_images), index=X.index, dtype=object)
+            return out
+
+        return X[image_column].tolist(), rebuild_frame
+    if isinstance(X, pd.Series):
+        return X.tolist(), lambda new: pd.Series(
+            _object_array(new), index=X.index, name=X.name, dtype=object
+        )
+    if isinstance(X, (str, bytes, os.PathLike, Image.Image)) or not hasattr(X, "__len__"):
+        raise TypeError(
+            "X must be a DataFrame or a sequence of images (wrap a single image in a list), "
+            f"got {type(X).__name__}."
+        )
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        if not (X.dtype == np.uint8 and X.ndim == 4):
+            raise ValueError(
+                f"A numeric array X must be a (n, H, W, C) uint8 stack of images, got dtype "
+                f"{X.dtype} and shape {X.shape}; pass a list of arrays instead."
+            )
+    return list(X), list
+
+
+def _object_array(items):
+    # Filled one by one: numpy would otherwise turn PIL images into pixel arrays.
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        array[i] = item
+    return array
 
 
 def check_pipeline(pipe, name):
@@ -81,8 +168,12 @@ def new_figure(n_panels, panel_size, *, interactive, **subplot_kw):
 
 
 def save_figure(figure, path, *, close):
-    """Write ``figure`` to ``path`` (format from the extension); close it if asked."""
-    figure.savefig(os.fspath(path), dpi=120)
+    """Write ``figure`` to ``path`` (format from the extension, e.g. ".png"); close it if asked.
+
+    The file is written whole or not at all (:func:`~sklearn_clipdet._files.atomic_write`).
+    """
+    image_format = Path(path).suffix.lstrip(".").lower() or None
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format=image_format, dpi=120))
     if close:
         import matplotlib.pyplot as plt
 

@@ -22,9 +22,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
-from .._images import _open_limited, is_missing, load_source, sample_errors
-from .metrics import _binary_targets
-from .perturbations import _split_images
+from .._images import _open_limited as open_limited  # renamed by the image-decoding work
+from .._images import is_missing, load_source, sample_errors
+from ._common import binary_targets, split_images
 
 __all__ = ["ShortcutWarning", "audit_shortcuts", "estimate_jpeg_quality", "image_properties"]
 
@@ -66,7 +66,7 @@ def image_properties(X, *, image_column="image"):
     sklearn_clipdet._images.ImageDecodeError
         If an image cannot be read; the message names its index.
     """
-    images, _ = _split_images(X, image_column)
+    images, _ = split_images(X, image_column)
     rows = []
     for index, item in enumerate(images):
         with sample_errors(index, item):
@@ -106,7 +106,7 @@ def estimate_jpeg_quality(image):
     """
     if not isinstance(image, Image.Image):
         source = load_source(image)
-        image = _open_limited(io.BytesIO(source), None) if isinstance(source, bytes) else None
+        image = open_limited(io.BytesIO(source), None) if isinstance(source, bytes) else None
         if image is None:
             return np.nan
     tables = getattr(image, "quantization", None)
@@ -177,7 +177,7 @@ def audit_shortcuts(
     >>> data = load_image_folder("data/")  # doctest: +SKIP
     >>> audit_shortcuts(data, data["label"])  # doctest: +SKIP
     """
-    targets, _ = _binary_targets(y, pos_label)
+    targets, _ = binary_targets(y, pos_label)
     if len(targets) != len(X):
         raise ValueError(f"X and y have different lengths: {len(X)} and {len(targets)}.")
     if not isinstance(threshold, Real) or not 0.5 < threshold <= 1:
@@ -226,7 +226,7 @@ def _properties(source):
     quality = np.nan
     if isinstance(source, bytes):
         file_size = float(len(source))
-        image = _open_limited(io.BytesIO(source), None)  # header only: no pixel limit needed
+        image = open_limited(io.BytesIO(source), None)  # header only: no pixel limit needed
         image_format = image.format or "unknown"
     elif isinstance(source, Image.Image):
         image = source

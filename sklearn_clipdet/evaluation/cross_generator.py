@@ -9,8 +9,14 @@ from sklearn.utils import column_or_1d
 
 from .._images import is_missing
 from ..featurizer import CLIPFeaturizer
-from ._common import check_finite_features, default_threshold, positive_scores, take
-from .metrics import _binary_targets, detection_report
+from ._common import (
+    binary_targets,
+    check_finite_features,
+    default_threshold,
+    positive_scores,
+    take,
+)
+from .metrics import detection_report
 
 __all__ = ["cross_generator_report"]
 
@@ -76,7 +82,10 @@ def cross_generator_report(
         Passed to :func:`~sklearn_clipdet.evaluation.detection_report`;
         ``random_state`` also seeds the default ``real_cv``.
     pos_label : int, str or None, default=None
-        Label of generated images; None means 1.
+        Label of generated images, whose probability is the score; None means the
+        label the fitted classifiers take as generated: the ``generated_label``
+        parameter of the last step when it has one and it is set, else the
+        second of the sorted labels of ``y`` (``classes_[1]``; 1 for 0/1 labels).
 
     Returns
     -------
@@ -95,8 +104,10 @@ def cross_generator_report(
     ...     data["group"])
     >>> report.pivot(index="held_out", columns="metric", values="value")  # doctest: +SKIP
     """
-    targets, pos_label = _binary_targets(y, pos_label)
     labels = column_or_1d(y)
+    if pos_label is None:
+        pos_label = _generated_label_of_fit(pipe, labels)
+    targets, pos_label = binary_targets(labels, pos_label)
     groups = column_or_1d(np.asarray(groups, dtype=object))
     if not len(X) == len(targets) == len(groups):
         raise ValueError(
@@ -144,6 +155,16 @@ def cross_generator_report(
         table["n_test_real"] = len(real_test)
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
+
+
+def _generated_label_of_fit(pipe, labels):
+    """The ``generated_label_`` that fitting ``pipe`` on ``labels`` gives its classifier."""
+    classifier = pipe[-1] if isinstance(pipe, Pipeline) else pipe
+    label = classifier.get_params(deep=False).get("generated_label")
+    if label is not None:
+        return label
+    classes = np.unique(labels)
+    return classes[1] if len(classes) == 2 else None  # binary_targets explains other counts
 
 
 def _real_splits(real_cv, real, groups, n_splits, random_state):

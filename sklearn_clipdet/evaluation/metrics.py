@@ -15,6 +15,7 @@ from sklearn.metrics import auc, average_precision_score, roc_curve
 from sklearn.utils import check_random_state, column_or_1d
 
 from .._validation import check_finite_rows
+from ._common import binary_targets
 
 __all__ = [
     "accuracy_at_threshold",
@@ -312,37 +313,8 @@ def _interval(samples, confidence_level):
 # --- validation ----------------------------------------------------------------------------
 
 
-def _binary_targets(y_true, pos_label=None):
-    """Return ``(targets, pos_label)``: True for samples of the generated class, and its label.
-
-    Raises a ValueError unless ``y_true`` holds exactly two labels and
-    ``pos_label`` is one of them; None means 1 and needs 0/1, -1/1 or boolean
-    labels.
-    """
-    y = column_or_1d(y_true, warn=True)
-    labels = pd.unique(y)
-    if len(labels) != 2:
-        raise ValueError(
-            f"y must hold exactly two classes (real and generated); found {len(labels)}: "
-            f"{sorted(labels.tolist(), key=str)}."
-        )
-    if pos_label is None:
-        if not set(labels.tolist()) <= {0, 1, -1} or 1 not in labels.tolist():
-            raise ValueError(
-                f"y has labels {sorted(labels.tolist(), key=str)}; pass pos_label, the "
-                "label of generated images."
-            )
-        pos_label = 1
-    if pos_label not in labels.tolist():
-        raise ValueError(
-            f"pos_label={pos_label!r} is not one of the labels "
-            f"{sorted(labels.tolist(), key=str)}."
-        )
-    return np.asarray(y == pos_label, dtype=bool), pos_label
-
-
 def _check_inputs(y_true, y_score, pos_label):
-    targets, _ = _binary_targets(y_true, pos_label)
+    targets, _ = binary_targets(y_true, pos_label)
     scores = column_or_1d(y_score, dtype=np.float64)
     if len(scores) != len(targets):
         raise ValueError(

@@ -14,17 +14,16 @@ resizing. Expect memory of about ``3 * width * height`` bytes per image held.
 """
 
 import io
-import os
 from numbers import Integral, Real
 
 import numpy as np
-import pandas as pd
 from PIL import Image, ImageFilter
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 
 from .._images import decode_image, load_source, sample_errors
+from ._common import split_images
 
 __all__ = ["CenterCrop", "GaussianBlur", "GaussianNoise", "JPEGCompress", "Resize"]
 
@@ -61,7 +60,7 @@ class _ImagePerturbation(TransformerMixin, BaseEstimator):
         self
         """
         self._check_params()
-        _split_images(X, self.image_column)
+        split_images(X, self.image_column)
         return self
 
     def transform(self, X):
@@ -85,7 +84,7 @@ class _ImagePerturbation(TransformerMixin, BaseEstimator):
             If an image cannot be read; the message names its index.
         """
         self._check_params()
-        images, rebuild = _split_images(X, self.image_column)
+        images, rebuild = split_images(X, self.image_column)
         return rebuild(self._perturb_items(images, offset=0, seed=self._draw_seed()))
 
     @property
@@ -309,46 +308,3 @@ class CenterCrop(_ImagePerturbation):
         height = max(1, round(image.height * self.fraction))
         left, top = (image.width - width) // 2, (image.height - height) // 2
         return image.crop((left, top, left + width, top + height))
-
-
-def _split_images(X, image_column="image"):
-    """Return ``(images, rebuild)``: the images of ``X`` as a list, and a function that
-    puts a list of new images back into a container shaped like ``X`` (never ``X`` itself).
-    """
-    if isinstance(X, pd.DataFrame):
-        if image_column not in X.columns:
-            raise ValueError(
-                f"X has no column {image_column!r} (columns: {list(X.columns)}); "
-                "set image_column."
-            )
-
-        def rebuild_frame(new_images):
-            out = X.copy()
-            out[image_column] = pd.Series(_object_array(new_images), index=X.index, dtype=object)
-            return out
-
-        return X[image_column].tolist(), rebuild_frame
-    if isinstance(X, pd.Series):
-        return X.tolist(), lambda new: pd.Series(
-            _object_array(new), index=X.index, name=X.name, dtype=object
-        )
-    if isinstance(X, (str, bytes, os.PathLike, Image.Image)) or not hasattr(X, "__len__"):
-        raise TypeError(
-            "X must be a DataFrame or a sequence of images (wrap a single image in a list), "
-            f"got {type(X).__name__}."
-        )
-    if isinstance(X, np.ndarray) and X.dtype != object:
-        if not (X.dtype == np.uint8 and X.ndim == 4):
-            raise ValueError(
-                f"A numeric array X must be a (n, H, W, C) uint8 stack of images, got dtype "
-                f"{X.dtype} and shape {X.shape}; pass a list of arrays instead."
-            )
-    return list(X), list
-
-
-def _object_array(items):
-    # Filled one by one: numpy would otherwise turn PIL images into pixel arrays.
-    array = np.empty(len(items), dtype=object)
-    for i, item in enumerate(items):
-        array[i] = item
-    return array

@@ -6,15 +6,18 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ._common import (
+    binary_targets,
     check_finite_features,
     check_pipeline,
     default_threshold,
+    generated_label,
     new_figure,
     positive_scores,
     save_figure,
+    split_images,
     take,
 )
-from .metrics import _binary_targets, detection_report
+from .metrics import detection_report
 from .perturbations import (
     CenterCrop,
     GaussianBlur,
@@ -22,7 +25,6 @@ from .perturbations import (
     JPEGCompress,
     Resize,
     _ImagePerturbation,
-    _split_images,
 )
 
 __all__ = ["default_perturbations", "plot_robustness", "robustness_report"]
@@ -104,7 +106,8 @@ def robustness_report(
         Passed to :func:`~sklearn_clipdet.evaluation.detection_report`. By
         default no bootstrap intervals are computed (NaN bounds).
     pos_label : int, str or None, default=None
-        Label of generated images; None means 1.
+        Label of generated images, whose probability is the score; None means the
+        classifier's ``generated_label_`` (``classes_[1]`` for classifiers without one).
     image_column : str or None, default=None
         Column of ``X`` holding the images; None takes the first step's
         ``image_column`` (CLIPFeaturizer's), else "image".
@@ -140,7 +143,10 @@ def robustness_report(
     """
     check_pipeline(pipe, "robustness_report")
     check_is_fitted(pipe)
-    targets, pos_label = _binary_targets(y, pos_label)
+    features_of, classifier = pipe[:-1], pipe[-1]
+    if pos_label is None:
+        pos_label = generated_label(classifier)
+    targets, pos_label = binary_targets(y, pos_label)
     if len(targets) != len(X):
         raise ValueError(f"X and y have different lengths: {len(X)} and {len(targets)}.")
     if not isinstance(chunk_size, int) or chunk_size < 1:
@@ -149,7 +155,6 @@ def robustness_report(
                                   else perturbations)
     if image_column is None:
         image_column = getattr(pipe.steps[0][1], "image_column", "image")
-    features_of, classifier = pipe[:-1], pipe[-1]
     if threshold is None:
         threshold = default_threshold(classifier)
 
@@ -290,7 +295,7 @@ def _perturbed_features(features_of, X, perturbation, image_column, chunk_size, 
     blocks = []
     for start in range(0, len(X), chunk_size):
         chunk = take(X, slice(start, start + chunk_size))
-        images, rebuild = _split_images(chunk, image_column)
+        images, rebuild = split_images(chunk, image_column)
         if own:
             perturbed = perturbation._perturb_items(images, offset=start, seed=seed)
         else:
