@@ -19,6 +19,8 @@ from open_clip.factory import parse_model_name
 from open_clip.transform import MaybeToTensor
 from torchvision.transforms import Normalize, ToTensor
 
+from ._sources import WeightsUnavailableError, check_source, open_clip_logs_to_debug, weights_error
+
 __all__ = [
     "PRECISIONS",
     "Backbone",
@@ -38,19 +40,11 @@ _cache = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-class WeightsUnavailableError(RuntimeError):
-    """The model configuration or its weights could not be obtained."""
-
-
 def resolve_device(device):
     """Return a concrete torch device name for ``device`` ("auto" picks CUDA when available)."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return str(torch.device(device))
-
-
-def _uses_schema(model_name):
-    return parse_model_name(model_name)[0] is not None
 
 
 def _canonical_source(model_name, pretrained):
@@ -218,29 +212,6 @@ def _fingerprint(model, backbone):
     return digest.hexdigest()
 
 
-def _weights_error(model_name, pretrained, exc):
-    schema = parse_model_name(model_name)[0]
-    if schema is None:
-        try:
-            tags = open_clip.list_pretrained_tags_by_model(model_name)
-        except Exception:  # only enriches the message
-            tags = []
-        unknown_tag = tags and pretrained not in tags
-        known = f" Known tags for {model_name!r}: {tags}." if unknown_tag else ""
-    else:
-        known = ""
-    message = (
-        f"Could not load the CLIP model model_name={model_name!r}, pretrained={pretrained!r}: "
-        f"{type(exc).__name__}: {exc}.{known} If the machine is offline or the weights live "
-        "elsewhere, pass a local checkpoint file as pretrained='/path/to/weights.bin' (or "
-        ".safetensors) with the matching architecture as model_name, or put "
-        "open_clip_config.json and the weights in a folder and use "
-        "model_name='local-dir:/path/to/folder'. Weights already in the Hugging Face cache load "
-        "offline with HF_HUB_OFFLINE=1."
-    )
-    return WeightsUnavailableError(message)
-
-
 def _check_download_reachable(model_name, pretrained, timeout=5.0):
     """Fail within seconds when a pretrained tag must be downloaded from an unreachable host.
 
@@ -280,17 +251,19 @@ def _check_download_reachable(model_name, pretrained, timeout=5.0):
 
 def _create(model_name, pretrained, device, precision):
     open_clip_precision = "fp32" if precision == "int8" else precision
+    check_source(model_name, pretrained)
     try:
         _check_download_reachable(model_name, pretrained)
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name,
-            pretrained=pretrained,
-            precision=open_clip_precision,
-            device=device,
-        )
-        tokenizer = open_clip.get_tokenizer(model_name)
+        with open_clip_logs_to_debug():
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name,
+                pretrained=pretrained,
+                precision=open_clip_precision,
+                device=device,
+            )
+            tokenizer = open_clip.get_tokenizer(model_name)
     except Exception as exc:
-        raise _weights_error(model_name, pretrained, exc) from exc
+        raise weights_error(model_name, pretrained, exc) from exc
     model.eval().requires_grad_(False)
     pil_steps, mean_std = _split_preprocess(preprocess)
     backbone = Backbone(

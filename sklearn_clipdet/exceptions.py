@@ -4,8 +4,8 @@ Catch these rather than broad exception types; each message names the sample,
 file or setting at fault.
 """
 
-from ._backbone import WeightsUnavailableError
 from ._images import ImageDecodeError, ImageDecodeWarning
+from ._sources import WeightsUnavailableError
 from .evaluation.audit import ShortcutWarning
 from .persistence import DetectorFileError
 

@@ -1,4 +1,7 @@
 import json
+import logging
+import re
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -80,27 +83,69 @@ def test_resolve_device(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "model_name, pretrained",
+    "model_name, pretrained, reason",
     [
-        ("ViT-B-32", "/nonexistent/open_clip_pytorch_model.bin"),  # missing local file
-        ("ViT-B-32", "no_such_tag"),  # unknown tag
-        ("local-dir:/nonexistent/folder", None),
-        ("No-Such-Model", None),
+        ("ViT-B-32", "/nonexistent/open_clip_pytorch_model.bin",
+         "the pretrained weights file /nonexistent/open_clip_pytorch_model.bin does not exist"),
+        ("ViT-B-32", "opanai", r"'opanai' is neither a pretrained tag of 'ViT-B-32' "
+                               r"\(close matches: openai\) nor a file"),
+        ("local-dir:/nonexistent/folder", None,
+         "the local-dir folder /nonexistent/folder does not exist"),
+        ("ViT-B-23", None, r"'ViT-B-23' is not one of the \d+ open_clip architectures; "
+                           "close matches: ViT-B-32"),
+        ("vit-l-14", "openai", "close matches: ViT-L-14"),
     ],
 )
-def test_clear_error_when_weights_cannot_be_obtained(model_name, pretrained):
+def test_mistyped_sources_are_named_before_anything_is_built(model_name, pretrained, reason,
+                                                            monkeypatch):
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("open_clip was called for a source that cannot load")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", must_not_build)
     with pytest.raises(WeightsUnavailableError) as info:
         load_backbone(model_name, pretrained, device="cpu")
     message = str(info.value)
-    assert f"model_name={model_name!r}" in message
-    assert f"pretrained={pretrained!r}" in message
-    assert "local-dir:" in message and "local checkpoint file" in message
-    assert info.value.__cause__ is not None
+    assert f"model_name={model_name!r}" in message and f"pretrained={pretrained!r}" in message
+    assert re.search(reason, info.value.reason)
+    assert len(message) < 400  # no list of every architecture or tag
+    # Weights on disk would not help: no advice about working offline.
+    assert not info.value.offline_hint and "HF_HUB_OFFLINE" not in message
 
 
-def test_unknown_tag_lists_known_tags():
-    with pytest.raises(WeightsUnavailableError, match="Known tags for 'ViT-B-32'.*openai"):
-        load_backbone("ViT-B-32", "no_such_tag", device="cpu")
+def test_local_dir_without_config_or_weights(tmp_path):
+    folder = Path(write_tiny_model(tmp_path / "model").removeprefix("local-dir:"))
+    (folder / "open_clip_model.safetensors").unlink()  # open_clip would use random weights
+    with pytest.raises(WeightsUnavailableError, match=r"has no weights file .*holds "
+                                                      r"open_clip_config\.json"):
+        load_backbone(f"local-dir:{folder}", None, device="cpu")
+    (folder / "open_clip_config.json").rename(folder / "config.json")
+    with pytest.raises(WeightsUnavailableError, match=r"has no open_clip_config\.json "
+                                                      r"\(it holds config\.json\)"):
+        load_backbone(f"local-dir:{folder}", None, device="cpu")
+    with pytest.raises(WeightsUnavailableError, match="is a file, not a folder"):
+        load_backbone(f"local-dir:{folder / 'config.json'}", None, device="cpu")
+
+
+def test_failed_download_names_the_offline_options_and_logs_no_error(monkeypatch, caplog):
+    def fail(*args, **kwargs):
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(_backbone, "_check_download_reachable", lambda *args: None)
+    monkeypatch.setattr(open_clip.factory, "download_pretrained", fail)
+    root = logging.getLogger()
+    handlers, filters = list(root.handlers), list(root.filters)
+    caplog.set_level(logging.DEBUG, logger="sklearn_clipdet")
+    with pytest.raises(WeightsUnavailableError) as info:
+        load_backbone("ViT-B-32", "openai", device="cpu")
+    assert info.value.offline_hint and "connection reset" in info.value.reason
+    assert "local-dir:" in str(info.value) and "HF_HUB_OFFLINE=1" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    # open_clip's own logging.error line is kept out of the root logger's output ...
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("Failed to download" in r.getMessage() and r.levelno == logging.DEBUG
+               for r in caplog.records)
+    # ... and the root logger is left as it was.
+    assert root.handlers == handlers and root.filters == filters
 
 
 def test_local_checkpoint_file_as_pretrained(tiny_model_dir, tiny_model_name):
@@ -152,5 +197,7 @@ def test_unreachable_download_host_fails_before_building_the_model(monkeypatch):
     for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
                   "all_proxy"):
         monkeypatch.delenv(proxy, raising=False)
-    with pytest.raises(WeightsUnavailableError, match="cannot reach .*network is unreachable"):
+    with pytest.raises(WeightsUnavailableError, match="cannot reach .*network is unreachable") \
+            as info:
         load_backbone("ViT-B-32", "openai", device="cpu")
+    assert info.value.offline_hint
