@@ -43,12 +43,17 @@ class WeightsUnavailableError(RuntimeError):
         True when weights on disk could help (a download failed, or open_clip
         failed for a reason not recognised here); False for a mistyped name,
         tag, file or folder.
+    model_name, pretrained : str or None
+        The source that could not be loaded.
     """
 
-    def __init__(self, message, reason=None, offline_hint=False):
+    def __init__(self, message, reason=None, offline_hint=False, model_name=None,
+                 pretrained=None):
         super().__init__(message)
         self.reason = message if reason is None else reason
         self.offline_hint = offline_hint
+        self.model_name = model_name
+        self.pretrained = pretrained
 
 
 def _error(model_name, pretrained, reason, offline_hint=False):
@@ -58,6 +63,8 @@ def _error(model_name, pretrained, reason, offline_hint=False):
         f"{reason}.{advice}",
         reason=reason,
         offline_hint=offline_hint,
+        model_name=model_name,
+        pretrained=pretrained,
     )
 
 

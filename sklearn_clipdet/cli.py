@@ -4,10 +4,19 @@ Data arguments are either a folder laid out as :func:`load_image_folder`
 expects (``real/`` and ``fake/`` sub-folders, ...) or a CSV file with an
 ``image`` column (paths relative to the CSV's folder), optional ``text`` and,
 for training and evaluation, ``label`` (1 = generated, 0 = real).
+
+Each command checks what it can before the long work starts (its arguments,
+output paths, device, feature cache, data and labels, the detector file and
+its backbone). A failure ends with one line on standard error and a non-zero
+exit status: 2 for invalid arguments, 1 for other errors, 130 when
+interrupted. Output files are written whole or not at all.
 """
 
 import argparse
 import contextlib
+import functools
+import importlib.util
+import os
 import sys
 import tempfile
 import warnings
@@ -18,31 +27,66 @@ import pandas as pd
 
 from ._version import __version__
 
+_TABLE_SUFFIXES = (".csv", ".parquet")
+_README_OFFLINE = "'Offline use' in the README"
+_TINY_MODEL = (
+    "python -c \"from sklearn_clipdet.testing import write_tiny_model; "
+    "write_tiny_model('tiny-clip')\""
+)
+
 
 class CommandError(Exception):
-    """A user-facing failure: printed as one line, exit status 1."""
+    """A user-facing failure: printed as one line, exit status 1.
+
+    ``offline_hint`` asks for the command's advice on using weights on disk.
+    """
+
+    def __init__(self, message, offline_hint=False):
+        super().__init__(message)
+        self.offline_hint = offline_hint
 
 
 def main(argv=None):
     """Entry point of the ``clipdet`` console script; returns the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    try:
-        args.run(args)
-    except CommandError as exc:
-        print(f"clipdet {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"clipdet {args.command}: interrupted", file=sys.stderr)
-        return 130
+    prog = f"clipdet {args.command}"
+    with warnings.catch_warnings():  # restores the filters and showwarning on exit
+        warnings.simplefilter("default")
+        warnings.showwarning = functools.partial(_print_warning, prog)
+        try:
+            args.run(args)
+        except CommandError as exc:
+            advice = f" {_offline_advice(args)}" if exc.offline_hint else ""
+            print(f"{prog}: error: {exc}{advice}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
     return 0
+
+
+def _print_warning(prog, message, category, filename, lineno, file=None, line=None):
+    """Show a warning as its message alone: the user needs no file and line of the code."""
+    print(f"{prog}: warning: {message}", file=sys.stderr)
+
+
+def _offline_advice(args):
+    advice = ("Offline, pass --model local-dir:FOLDER (a folder with open_clip_config.json and "
+              f"the weights) or --pretrained FILE (a checkpoint); see {_README_OFFLINE}.")
+    if args.command in ("train", "featurize"):
+        advice += (f" To try the commands without weights, write a tiny random model with "
+                   f"{_TINY_MODEL} and pass --model local-dir:tiny-clip.")
+    return advice
 
 
 # ------------------------------------------------------------------ commands
 
 
 def _featurize(args):
-    data = _read_data(args.data, need_labels=False)
+    _check_outputs(args.out)
+    _check_runtime(args)
+    data = _read_data(args.data, need_labels=False, on_error=args.on_error)
     featurizer = _make_featurizer(args, data)
     features = _run(featurizer.fit_transform, _model_input(data))
     frame = pd.DataFrame(features, columns=featurizer.get_feature_names_out())
@@ -57,7 +101,9 @@ def _train(args):
     from .persistence import save_detector
     from .pipeline import make_detector
 
-    data = _read_data(args.data, need_labels=True)
+    _check_outputs(args.out)
+    _check_runtime(args)
+    data = _read_data(args.data, need_labels=True, on_error=args.on_error)
     modalities = _choose_modalities(args, data)
     detector = make_detector(
         args.model,
@@ -70,23 +116,29 @@ def _train(args):
         featurizer_params=_featurizer_params(args),
         classifier_params={"max_epochs": args.epochs, "batch_size": args.batch_size},
     )
+    # An interrupted fit raises KeyboardInterrupt: no detector file is written.
     _run(detector.fit, _model_input(data), data["label"].to_numpy())
-    save_detector(detector, args.out)
+    _run(save_detector, detector, args.out)
     print(f"trained on {len(data)} images ({modalities}); detector saved to {args.out}")
 
 
 def _predict(args):
+    _check_outputs(args.out)
+    _check_runtime(args)
+    data = _read_data(args.data, need_labels=False, on_error=args.on_error)
     detector = _load(args)
-    data = _read_data(args.data, need_labels=False)
-    scores = _run(_scores, detector, data)
-    out = pd.DataFrame({"image": data["image"].to_numpy(), "score": scores})
+    scores, labels = _run(_predictions, detector, data)
+    out = pd.DataFrame({"image": data["image"].to_numpy(), "score": scores, "label": labels})
     _write_table(out, args.out)
-    print(f"wrote {len(out)} scores (probability of 'generated') to {args.out}")
+    print(f"wrote {len(out)} scores (probability that the image is generated) and predicted "
+          f"labels to {args.out}")
 
 
 def _evaluate(args):
+    _check_outputs(args.roc, *(args.robustness_out or []))
+    _check_runtime(args)
+    data = _read_data(args.data, need_labels=True, on_error=args.on_error)
     detector = _load(args)
-    data = _read_data(args.data, need_labels=True)
     robustness = args.robustness or args.robustness_out
     with contextlib.ExitStack() as stack:
         if robustness and args.cache_dir is None:
@@ -99,14 +151,15 @@ def _evaluate(args):
 def _evaluate_loaded(args, detector, data, robustness):
     from .evaluation import detection_report
 
-    scores = _run(_scores, detector, data)
+    scores, _ = _run(_predictions, detector, data)
     y = data["label"].to_numpy()
     valid = ~np.isnan(scores)
     if not valid.all():
         print(f"{(~valid).sum()} images could not be read and are left out of the metrics")
     y, scores = y[valid], scores[valid]
     if len(np.unique(y)) < 2:
-        raise CommandError("evaluation needs images of both classes (real and generated)")
+        raise CommandError("evaluation needs readable images of both classes (real and "
+                           "generated)")
     print(f"images: {len(y)} ({int(y.sum())} generated, {int((1 - y).sum())} real)")
     report = detection_report(
         y, scores, threshold=args.threshold, n_bootstraps=args.bootstraps, random_state=0
@@ -127,8 +180,9 @@ def _evaluate_robustness(args, detector, data):
     chosen = {name: levels for name, levels in default_perturbations().items()
               if name in args.perturbations}
     detector.steps[0][1].set_params(verbose=0)  # one progress bar for the whole report
-    report = _run(robustness_report, detector, _model_input(data), data["label"].to_numpy(),
-                  chosen, threshold=args.threshold, verbose=0 if args.quiet else 1)
+    y = _as_detector_labels(detector[-1], data["label"].to_numpy())
+    report = _run(robustness_report, detector, _model_input(data), y, chosen,
+                  threshold=args.threshold, verbose=0 if args.quiet else 1)
     rows = []
     for (name, level), part in report.groupby(["perturbation", "level"], sort=False,
                                               dropna=False):
@@ -150,7 +204,8 @@ def _evaluate_robustness(args, detector, data):
 def _audit(args):
     from .evaluation import audit_shortcuts
 
-    data = _read_data(args.data, need_labels=True)
+    _check_outputs(args.out)
+    data = _read_data(args.data, need_labels=True, on_error=None)
     table = _run(_quiet_audit, audit_shortcuts, data, data["label"].to_numpy(),
                  threshold=args.threshold, cv=args.cv)
     print(f"shortcut audit of {len(data)} images: cross-validated AUC of models that see only "
@@ -180,35 +235,137 @@ def _quiet_audit(audit_shortcuts, *args, **kwargs):
         return audit_shortcuts(*args, **kwargs)
 
 
-# ------------------------------------------------------------------- helpers
+# ------------------------------------------------------------ checks first
 
 
-def _read_data(source, need_labels):
+def _check_outputs(*paths):
+    """Refuse output files that cannot be written, before any work."""
+    for path in paths:
+        if path is None:
+            continue
+        path = Path(path)
+        if path.is_dir():
+            raise CommandError(f"{path} is a folder; give the name of a file to write")
+        if not path.parent.is_dir():
+            raise CommandError(f"cannot write {path}: the folder {path.parent} does not exist")
+        needs = {".parquet": "pyarrow", ".png": "matplotlib"}.get(path.suffix.lower())
+        if needs and importlib.util.find_spec(needs) is None:
+            raise CommandError(f"writing {path.suffix} files needs {needs}, which is not "
+                               f"installed: pip install {needs}")
+
+
+def _check_runtime(args):
+    """Check --device and --cache-dir before loading models or reading images."""
+    _check_device(args.device)
+    if args.cache_dir is not None:
+        from ._cache import FeatureCache
+
+        try:
+            FeatureCache(args.cache_dir).close()
+        except (OSError, RuntimeError) as exc:  # unusable sqlite files come as either
+            raise CommandError(f"--cache-dir {args.cache_dir}: {_first_line(exc)}") from exc
+
+
+def _check_device(device):
+    import torch
+
+    if device == "auto":
+        return
+    choices = "use auto, cpu, cuda, cuda:N or mps"
+    try:
+        kind = torch.device(device)
+    except RuntimeError:
+        raise CommandError(f"--device {device!r} is not a device; {choices}") from None
+    if kind.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            build = " (this torch build has no CUDA support)" if torch.version.cuda is None else ""
+            raise CommandError(f"--device {device}: no CUDA device on this machine{build}; "
+                               "use --device cpu")
+        if kind.index is not None and kind.index >= count:
+            raise CommandError(f"--device {device}: this machine has {count} CUDA device(s), "
+                               f"cuda:0 to cuda:{count - 1}")
+    elif kind.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise CommandError(f"--device {device}: MPS is not available here; use --device cpu")
+    elif kind.type != "cpu":
+        raise CommandError(f"--device {device!r} is not supported; {choices}")
+
+
+def _read_data(source, *, need_labels, on_error):
+    """The samples of a folder or CSV file, checked: images named, labels 0/1 of both classes.
+
+    ``on_error`` is the command's --on-error ("raise" or "nan"), or None for a
+    command without it.
+    """
     from .datasets import load_image_folder
 
     path = Path(source)
     if path.is_dir():
-        data = _run(load_image_folder, path)
+        with warnings.catch_warnings():
+            # The labels are checked below, where the command needs them.
+            warnings.filterwarnings("ignore", message="Only (real|generated) images were found")
+            data = _run(load_image_folder, path)
     elif path.is_file() and path.suffix.lower() == ".csv":
-        data = pd.read_csv(path)
-        if "image" not in data:
-            raise CommandError(f"{path} has no 'image' column (columns: {list(data.columns)})")
-        data["image"] = [
-            str(p if Path(p).is_absolute() else path.parent / p) for p in data["image"]
-        ]
+        data = _read_csv(path, on_error)
     else:
         raise CommandError(f"{source} is neither a folder of images nor a .csv file")
-    if need_labels and "label" not in data:
-        raise CommandError(f"{source} has no labels (need a 'label' column or class folders)")
     if need_labels:
-        bad = ~data["label"].isin([0, 1])
-        if bad.any():
-            rows = np.flatnonzero(bad)[:10].tolist()
-            raise CommandError(
-                f"{source}: rows {rows} have a label other than 0 (real) or 1 (generated)"
-            )
-        data["label"] = data["label"].astype(int)
+        _check_labels(data, source)
     return data
+
+
+def _read_csv(path, on_error):
+    try:
+        # Only empty cells are missing: a caption "NA" or a file named "null" stays as it is.
+        data = pd.read_csv(path, dtype={"image": str}, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise CommandError(f"{path} is empty") from None
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise CommandError(f"{path} cannot be read as CSV: {_first_line(exc)}") from exc
+    if "image" not in data:
+        raise CommandError(f"{path} has no 'image' column (columns: {list(data.columns)})")
+    if data.empty:
+        raise CommandError(f"{path} has a header but no rows")
+    images = [None if pd.isna(item) or not item.strip() else item for item in data["image"]]
+    lenient = " or pass --on-error nan to give them an empty score" if on_error else ""
+    _refuse_rows(path, [i for i, item in enumerate(images) if item is None],
+                 "have no image", f"fill them in{lenient}", unless=on_error == "nan")
+    images = [None if item is None else str(path.parent / item) for item in images]
+    absent = [i for i, item in enumerate(images) if item is not None and not os.path.exists(item)]
+    if absent:
+        _refuse_rows(path, absent, f"name images that do not exist (first: {images[absent[0]]})",
+                     f"correct the paths (relative to {path.parent}){lenient}",
+                     unless=on_error == "nan")
+    data["image"] = images
+    return data
+
+
+def _refuse_rows(path, rows, problem, advice, unless=False):
+    """A CommandError naming the CSV lines of ``rows`` (the header is line 1), if any."""
+    from ._validation import preview
+
+    if rows and not unless:
+        lines = preview(row + 2 for row in rows)
+        raise CommandError(f"{path}: {len(rows)} row(s) {problem}: lines {lines}; {advice}")
+
+
+def _check_labels(data, source):
+    if "label" not in data:
+        raise CommandError(f"{source} has no labels (need a 'label' column or class folders)")
+    labels = pd.to_numeric(data["label"], errors="coerce")
+    bad = np.flatnonzero(~labels.isin([0, 1]))
+    _refuse_rows(source, bad.tolist(), "have a label other than 0 (real) or 1 (generated)",
+                 "fix them")
+    data["label"] = labels.astype(int)
+    present = set(data["label"])
+    if len(present) < 2:
+        only = "generated (1)" if present == {1} else "real (0)"
+        raise CommandError(f"{source} holds only {only} images; training and evaluation need "
+                           "both real (0) and generated (1) images")
+
+
+# ------------------------------------------------------------------- helpers
 
 
 def _model_input(data):
@@ -249,69 +406,108 @@ def _make_featurizer(args, data):
 
 
 def _load(args):
+    """The detector of ``args.model_file``, on the backbone it was trained with (checked)."""
     from sklearn.pipeline import Pipeline
 
     from .persistence import load_detector
 
-    if not Path(args.model_file).is_file():
-        raise CommandError(f"no detector file at {args.model_file}")
-    detector = _run(load_detector, args.model_file, device=args.device)
+    path = Path(args.model_file)
+    if not path.is_file():
+        raise CommandError(f"no detector file at {path}")
+    if args.pretrained is not None and args.model is None:
+        raise CommandError("--pretrained needs --model (the architecture it belongs to)")
+    source = {} if args.model is None else {"model_name": args.model,
+                                             "pretrained": args.pretrained}
+    detector = _run(load_detector, path, device=args.device, **source)
     if not isinstance(detector, Pipeline):
-        raise CommandError(f"{args.model_file} holds a classifier without its featurizer")
+        raise CommandError(f"{path} holds a classifier without its featurizer")
+    featurizer = detector[0]
     # Settings that change how, not what, the detector computes.
-    detector.steps[0][1].set_params(
+    featurizer.set_params(
         on_error=args.on_error, cache_dir=args.cache_dir, verbose=0 if args.quiet else 1
     )
+    _check_backbone(featurizer, path, args)
     return detector
 
 
-def _scores(detector, data):
-    """Probability that each image is generated (label 1), NaN for unreadable images."""
-    from .evaluation._common import positive_scores
+def _check_backbone(featurizer, path, args):
+    """Refuse, before encoding, a backbone other than the one the detector was trained with."""
+    expected = featurizer.backbone_fingerprint
+    actual = _run(featurizer.load_backbone).fingerprint
+    if expected is None or actual == expected:
+        return
+    if args.model is None:
+        given = (f"The backbone recorded in {path} ({featurizer.model_name}, pretrained "
+                 f"{featurizer.pretrained})")
+    else:
+        given = f"--model {args.model}" + (f" --pretrained {args.pretrained}"
+                                           if args.pretrained else "")
+    raise CommandError(
+        f"{given} is not the backbone {path} was trained with: its weights, preprocessing, "
+        f"tokenizer or open_clip version differ (fingerprint {actual[:12]}, the detector's "
+        f"{expected[:12]}), so its scores would be meaningless; pass --model and --pretrained "
+        "of the backbone used in training"
+    )
+
+
+def _predictions(detector, data):
+    """Probability of the generated label and predicted label of each image (NaN and None
+    for unreadable images)."""
+    from .evaluation._common import generated_label, positive_scores
 
     features = detector[:-1].transform(_model_input(data))
+    classifier = detector[-1]
     scores = np.full(len(data), np.nan)
+    labels = np.full(len(data), None, dtype=object)
     readable = ~np.isnan(features).any(axis=1)
     if readable.any():
-        scores[readable] = positive_scores(detector[-1], features[readable], pos_label=1)
-    return scores
+        scores[readable] = positive_scores(classifier, features[readable],
+                                           generated_label(classifier))
+        labels[readable] = classifier.predict(features[readable])
+    return scores, labels
+
+
+def _as_detector_labels(classifier, y):
+    """Data labels (1 = generated, 0 = real) in the classifier's own labels."""
+    from .evaluation._common import generated_label
+
+    generated = generated_label(classifier)
+    real = next(label for label in classifier.classes_ if label != generated)
+    return np.where(y == 1, generated, real)
 
 
 def _plot_roc(y, scores, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import RocCurveDisplay
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    from .evaluation._common import new_figure, save_figure
+
+    figure, (ax,) = new_figure(1, (5, 5), interactive=False)
     RocCurveDisplay.from_predictions(y, scores, ax=ax, name="detector")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(figure, path, close=False)
 
 
 def _write_table(frame, path):
-    path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        frame.to_parquet(path, index=False)
+    """Write a .csv or .parquet table whole or not at all."""
+    from ._files import atomic_write
+
+    if Path(path).suffix.lower() == ".parquet":
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
     else:
-        frame.to_csv(path, index=False)
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def _run(function, *args, **kwargs):
     """Call into the library, turning its errors into one-line command errors."""
-    from ._backbone import WeightsUnavailableError
+    from ._sources import WeightsUnavailableError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            return function(*args, **kwargs)
+        return function(*args, **kwargs)
     except WeightsUnavailableError as exc:
-        raise CommandError(
-            f"{_first_line(exc)} Offline, pass --model local-dir:/path/to/model-folder "
-            "(open_clip_config.json + weights) or --pretrained /path/to/checkpoint."
-        ) from exc
+        source = exc.model_name if exc.pretrained is None else \
+            f"{exc.model_name} (pretrained {exc.pretrained})"
+        raise CommandError(f"cannot load the CLIP model {source}: {exc.reason}.",
+                           offline_hint=exc.offline_hint) from exc
     except (ValueError, OSError, ImportError) as exc:
         raise CommandError(_first_line(exc)) from exc
 
@@ -324,8 +520,15 @@ def _first_line(exc):
 # -------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that point to the command's --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clipdet",
         description="Detect diffusion-generated images with CLIP features and a robust MLP.",
     )
@@ -334,7 +537,8 @@ def _build_parser():
 
     featurize = commands.add_parser("featurize", help="write CLIP features of images to a table")
     featurize.add_argument("data", help="image folder or CSV file")
-    featurize.add_argument("--out", required=True, help="output .csv or .parquet file")
+    featurize.add_argument("--out", required=True, type=_table_file,
+                           help="output table (.csv or .parquet)")
     _add_model_options(featurize)
     _add_runtime_options(featurize)
     featurize.set_defaults(run=_featurize)
@@ -344,8 +548,10 @@ def _build_parser():
     train.add_argument("--out", required=True, help="detector file to write (.safetensors)")
     _add_model_options(train)
     _add_runtime_options(train)
-    train.add_argument("--epochs", type=int, default=32, help="training epochs (default 32)")
-    train.add_argument("--batch-size", type=int, default=2048, help="training batch (2048)")
+    train.add_argument("--epochs", type=_positive_int, default=32,
+                       help="training epochs (default 32)")
+    train.add_argument("--batch-size", type=_positive_int, default=2048,
+                       help="training batch (default 2048)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.set_defaults(run=_train)
 
@@ -356,14 +562,21 @@ def _build_parser():
         command = commands.add_parser(name, help=help_text)
         command.add_argument("model_file", help="detector file written by 'clipdet train'")
         command.add_argument("data", help="image folder or CSV file")
+        _add_backbone_options(command)
         _add_runtime_options(command)
         command.set_defaults(run=run)
-    commands.choices["predict"].add_argument("--out", required=True, help="output CSV of scores")
+    commands.choices["predict"].add_argument(
+        "--out", required=True, type=_table_file,
+        help="output table (.csv or .parquet): image, score (probability that the image is "
+        "generated) and label (the detector's decision at its threshold)",
+    )
     evaluate = commands.choices["evaluate"]
-    evaluate.add_argument("--roc", help="write the ROC curve to this PNG file")
-    evaluate.add_argument("--threshold", type=float, default=0.5, help="for accuracy (0.5)")
+    evaluate.add_argument("--roc", type=_png_file, help="write the ROC curve to this PNG file")
+    evaluate.add_argument("--threshold", type=_probability, default=0.5,
+                          help="score from which an image counts as generated, for the "
+                          "accuracy (default 0.5)")
     evaluate.add_argument(
-        "--bootstraps", type=int, default=0,
+        "--bootstraps", type=_non_negative_int, default=0,
         help="bootstrap resamples for 95%% confidence intervals (default 0: none)",
     )
     evaluate.add_argument(
@@ -386,10 +599,12 @@ def _build_parser():
         "the labels",
     )
     audit.add_argument("data", help="labelled image folder or CSV file")
-    audit.add_argument("--threshold", type=float, default=0.8,
-                       help="AUC from which a property is flagged (default 0.8)")
-    audit.add_argument("--cv", type=int, default=5, help="cross-validation folds (default 5)")
-    audit.add_argument("--out", help="write the audit table (.csv or .parquet)")
+    audit.add_argument("--threshold", type=_audit_threshold, default=0.8,
+                       help="AUC from which a property is flagged, in (0.5, 1] (default 0.8)")
+    audit.add_argument("--cv", type=_folds, default=5,
+                       help="cross-validation folds, at least 2 (default 5)")
+    audit.add_argument("--out", type=_table_file,
+                       help="write the audit table (.csv or .parquet)")
     audit.add_argument("--strict", action="store_true",
                        help="exit with status 1 when a shortcut is flagged (default: warn)")
     audit.set_defaults(run=_audit)
@@ -409,33 +624,83 @@ def _perturbation_names(text):
     return names
 
 
-def _robustness_output(path):
-    if Path(path).suffix.lower() not in (".csv", ".parquet", ".png"):
-        raise argparse.ArgumentTypeError(f"{path}: use a .csv, .parquet or .png file")
+def _file_with_suffix(path, suffixes, kind):
+    if Path(path).suffix.lower() not in suffixes:
+        raise argparse.ArgumentTypeError(f"{path}: use a {kind} file")
     return path
+
+
+_table_file = functools.partial(_file_with_suffix, suffixes=_TABLE_SUFFIXES,
+                                kind=".csv or .parquet")
+_png_file = functools.partial(_file_with_suffix, suffixes=(".png",), kind=".png")
+_robustness_output = functools.partial(_file_with_suffix, suffixes=(*_TABLE_SUFFIXES, ".png"),
+                                       kind=".csv, .parquet or .png")
+
+
+def _number(text, convert, accept, requirement):
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {requirement}")
+    return value
+
+
+_positive_int = functools.partial(_number, convert=int, accept=lambda v: v >= 1,
+                                  requirement="an integer >= 1")
+_non_negative_int = functools.partial(_number, convert=int, accept=lambda v: v >= 0,
+                                      requirement="an integer >= 0")
+_folds = functools.partial(_number, convert=int, accept=lambda v: v >= 2,
+                           requirement="an integer >= 2")
+_probability = functools.partial(_number, convert=float, accept=lambda v: 0 <= v <= 1,
+                                 requirement="a number in [0, 1]")
+_audit_threshold = functools.partial(_number, convert=float, accept=lambda v: 0.5 < v <= 1,
+                                     requirement="a number in (0.5, 1]")
 
 
 def _add_model_options(command):
     command.add_argument(
         "--model", default="ViT-L-14",
-        help="open_clip architecture, or hf-hub:ORG/REPO, or local-dir:FOLDER for a model "
-        "on disk (default ViT-L-14)",
+        help="open_clip architecture (default ViT-L-14), hf-hub:ORG/REPO, or local-dir:FOLDER "
+        "for a model on disk (open_clip_config.json and weights)",
     )
     command.add_argument(
         "--pretrained", default="openai",
-        help="pretrained tag or local checkpoint file (default openai)",
+        help="pretrained tag of the architecture, downloaded on first use (default openai), "
+        "or a checkpoint FILE",
     )
     command.add_argument(
         "--modalities", default="auto", choices=["auto", "image+text", "image", "text"],
         help="auto: image+text when the data has captions, else image",
     )
     command.add_argument("--default-text", help="caption for images without one")
-    command.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"])
-    command.add_argument("--featurizer-batch-size", type=int, default=32)
+    command.add_argument(
+        "--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"],
+        help="numeric precision of the CLIP model: fp32 (default); fp16 or bf16 on a GPU "
+        "(about half the memory and time); int8 on CPU (quantised linear layers, faster, "
+        "slightly different features)",
+    )
+    command.add_argument(
+        "--featurizer-batch-size", type=_positive_int, default=32,
+        help="images per CLIP forward pass (default 32); larger batches use a GPU better "
+        "and need more memory",
+    )
+
+
+def _add_backbone_options(command):
+    command.add_argument(
+        "--model",
+        help="CLIP model to use instead of the one recorded in the detector file (for "
+        "example local-dir:FOLDER after the model folder moved); it must be the backbone "
+        "the detector was trained with, which is checked",
+    )
+    command.add_argument("--pretrained", help="with --model: pretrained tag or checkpoint FILE")
 
 
 def _add_runtime_options(command):
-    command.add_argument("--device", default="auto", help="torch device (default: auto)")
+    command.add_argument("--device", default="auto",
+                         help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps")
     command.add_argument("--cache-dir", help="on-disk feature cache folder")
     command.add_argument(
         "--on-error", default="raise", choices=["raise", "nan"],

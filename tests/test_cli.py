@@ -1,46 +1,110 @@
 """The clipdet command line, run in-process through its entry point."""
 
+import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from PIL import Image
 
-from sklearn_clipdet._images import ImageDecodeWarning
-from sklearn_clipdet.cli import main
+from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier, make_detector, persistence
+from sklearn_clipdet._backbone import clear_backbone_cache
+from sklearn_clipdet.cli import _build_parser, main
+from sklearn_clipdet.testing import write_tiny_model
 
-FAST = ["--epochs", "3", "--batch-size", "64", "--quiet"]
+FAST = ["--epochs", "1", "--batch-size", "64", "--quiet"]
+
+
+def write_folder(root, n_per_class=6, size=40, classes=("real", "fake")):
+    """real/ and fake/ with small random JPEGs: cheap to decode and encode."""
+    rng = np.random.RandomState(0)
+    for folder in classes:
+        (root / folder).mkdir(parents=True)
+        for i in range(n_per_class):
+            pixels = rng.randint(0, 256, (size, size, 3)).astype(np.uint8)
+            Image.fromarray(pixels).save(root / folder / f"{i}.jpg", quality=90)
+    return root
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_model_name, playground_dir, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cli")
-    model_file = folder / "detector.safetensors"
-    status = main(["train", str(playground_dir), "--out", str(model_file),
+def small_folder(tmp_path_factory):
+    return write_folder(tmp_path_factory.mktemp("small"))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_name, small_folder, tmp_path_factory):
+    model_file = tmp_path_factory.mktemp("cli") / "detector.safetensors"
+    status = main(["train", str(small_folder), "--out", str(model_file),
                    "--model", tiny_model_name, *FAST])
     assert status == 0
     return model_file
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fail the test if a command loads a model, encodes images or trains."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the command started its work before finding the error")
+
+    monkeypatch.setattr(CLIPFeaturizer, "load_backbone", forbidden)
+    monkeypatch.setattr(CLIPFeaturizer, "transform", forbidden)
+    monkeypatch.setattr(RobustMLPClassifier, "fit", forbidden)
+
+
+def one_line_error(capsys, command):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"clipdet {command}: error: ") and "\n" not in err, err
+    return err
+
+
+def predict(trained, data, out, *options, model=None):
+    backbone = [] if model is None else ["--model", model]
+    return main(["predict", str(trained), str(data), "--out", str(out), "--quiet", *backbone,
+                 *options])
+
+
+# --- the commands ----------------------------------------------------------------------------
 
 
 def test_train_writes_a_detector(trained):
     assert trained.stat().st_size > 0
 
 
-def test_predict_writes_one_score_per_image(trained, playground_dir, tmp_path):
+def test_predict_writes_the_score_and_label_of_each_image(trained, small_folder, tmp_path,
+                                                         tiny_model_name):
+    from sklearn_clipdet import load_detector, load_image_folder
+
     out = tmp_path / "scores.csv"
-    assert main(["predict", str(trained), str(playground_dir), "--out", str(out), "--quiet"]) == 0
-    scores = pd.read_csv(out)
-    assert list(scores.columns) == ["image", "score"]
-    assert len(scores) == 60
-    assert scores["score"].between(0, 1).all()
+    assert predict(trained, small_folder, out, model=tiny_model_name) == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["image", "score", "label"]
+    assert len(table) == 12 and table["score"].between(0, 1).all()
+    # The score is the probability of label 1 (generated); the label is the detector's decision.
+    detector = load_detector(trained, model_name=tiny_model_name)
+    X = load_image_folder(small_folder)[["image"]]
+    np.testing.assert_allclose(table["score"], detector.predict_proba(X)[:, 1], rtol=1e-6)
+    np.testing.assert_array_equal(table["label"], detector.predict(X))
+    assert set(table["label"]) <= {0, 1}
 
 
-def test_evaluate_prints_metrics_and_writes_roc(trained, playground_dir, tmp_path, capsys):
+def test_predict_to_parquet(trained, small_folder, tmp_path, tiny_model_name):
+    out = tmp_path / "scores.parquet"
+    assert predict(trained, small_folder, out, model=tiny_model_name) == 0
+    assert list(pd.read_parquet(out).columns) == ["image", "score", "label"]
+
+
+def test_evaluate_prints_metrics_and_writes_roc(trained, small_folder, tmp_path, capsys,
+                                                tiny_model_name):
     roc = tmp_path / "roc.png"
-    assert main(["evaluate", str(trained), str(playground_dir), "--roc", str(roc),
-                 "--quiet"]) == 0
+    assert main(["evaluate", str(trained), str(small_folder), "--roc", str(roc), "--quiet",
+                 "--model", tiny_model_name]) == 0
     out = capsys.readouterr().out
     for metric in ["roc_auc", "average_precision", "accuracy@0.5", "tpr@fpr=0.01", "eer"]:
         assert metric in out
@@ -59,76 +123,287 @@ def test_featurize_from_csv(tiny_model_name, playground_samples, tmp_path):
     assert list(table.columns[:3]) == ["image", "label", "image_0"]
 
 
+def test_scores_follow_the_detectors_generated_label(tiny_model_name, small_folder, tmp_path,
+                                                     monkeypatch):
+    from sklearn_clipdet import load_image_folder
+
+    data = load_image_folder(small_folder)
+    names = np.where(data["label"] == 1, "fake", "real")
+    detector = make_detector(tiny_model_name, None, modalities="image", device="cpu",
+                             classifier_params=dict(hidden_layer_sizes=(4,), max_epochs=1))
+    detector.fit(data[["image"]], names)
+    assert list(detector[-1].classes_) == ["fake", "real"]  # P(fake) is column 0
+    detector[-1].generated_label_ = "fake"  # as RobustMLPClassifier(generated_label="fake") sets
+    model_file = tmp_path / "strings.safetensors"
+    model_file.write_bytes(b"stands for the detector above")
+    monkeypatch.setattr(persistence, "load_detector", lambda path, **kwargs: detector)
+
+    out = tmp_path / "scores.csv"
+    assert predict(model_file, small_folder, out) == 0
+    table = pd.read_csv(out)
+    np.testing.assert_allclose(table["score"], detector.predict_proba(data[["image"]])[:, 0],
+                               rtol=1e-6)
+    assert ((table["score"] > 0.5) == (table["label"] == "fake")).all()
+
+
+# --- clear errors, before the work -----------------------------------------------------------
+
+
 def test_missing_folder_is_a_one_line_error(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "d")]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("clipdet train: error:") and "\n" not in err
+    one_line_error(capsys, "train")
 
 
-def test_unreadable_model_file(tmp_path, playground_dir, capsys):
+def test_unreadable_model_file(tmp_path, small_folder, capsys):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a model")
-    assert main(["predict", str(bad), str(playground_dir), "--out", str(tmp_path / "s.csv")]) == 1
-    err = capsys.readouterr().err.strip()
-    assert "not a readable detector file" in err and "\n" not in err
+    assert predict(bad, small_folder, tmp_path / "s.csv") == 1
+    assert "not a readable detector file" in one_line_error(capsys, "predict")
 
 
-def test_failing_images(trained, playground_samples, tmp_path, capsys):
-    paths, _ = playground_samples
-    csv = tmp_path / "data.csv"
-    pd.DataFrame({"image": [paths[0], str(tmp_path / "missing.jpg")]}).to_csv(csv, index=False)
-    out = tmp_path / "scores.csv"
-    assert main(["predict", str(trained), str(csv), "--out", str(out), "--quiet"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert "missing.jpg" in err and "\n" not in err
-    # With --on-error nan, the bad image gets an empty score and the others are scored.
-    with pytest.warns(ImageDecodeWarning, match=r"1 of 2 images could not be read"):
-        status = main(["predict", str(trained), str(csv), "--out", str(out), "--quiet",
-                       "--on-error", "nan"])
-    assert status == 0
-    scores = pd.read_csv(out)["score"]
-    assert scores.notna().tolist() == [True, False]
+def write_csv(folder, images, labels=None):
+    csv = folder / "data.csv"
+    frame = pd.DataFrame({"image": images})
+    if labels is not None:
+        frame["label"] = labels
+    frame.to_csv(csv, index=False)
+    return csv
 
 
-def test_unavailable_weights_name_the_local_model_option(playground_dir, tmp_path, capsys):
-    status = main(["train", str(playground_dir), "--out", str(tmp_path / "d"),
-                   "--model", "ViT-B-32", "--pretrained", str(tmp_path / "absent.bin"), *FAST])
+@pytest.mark.parametrize("case, message", [
+    ("empty image cell", r"2 row\(s\) have no image: lines \[3, 5\]; fill them in or pass "
+                         r"--on-error nan"),
+    ("numeric image cell", r"1 row\(s\) name images that do not exist \(first: .*/7\): "
+                           r"lines \[3\]"),
+    ("bad label", r"1 row\(s\) have a label other than 0 \(real\) or 1 \(generated\): "
+                  r"lines \[4\]"),
+    ("one class", r"holds only real \(0\) images; training and evaluation need both"),
+    ("empty csv", r"data\.csv is empty"),
+    ("header only", r"data\.csv has a header but no rows"),
+    ("missing output folder", r"cannot write .*/absent/d\.safetensors: the folder "
+                              r".*/absent does not exist"),
+    ("output is a folder", r"is a folder; give the name of a file to write"),
+    ("bogus device", r"--device 'bogus' is not a device; use auto, cpu, cuda"),
+    ("missing cuda", r"--device cuda: no CUDA device on this machine"),
+    ("corrupt cache", r"--cache-dir .*clip_features\.sqlite3"),
+])
+def test_train_errors_are_one_line_and_found_before_the_work(case, message, small_folder,
+                                                             tmp_path, capsys, monkeypatch,
+                                                             no_work):
+    images = sorted(str(p) for p in small_folder.rglob("*.jpg"))
+    data, options = write_csv(tmp_path, images[:4], [0, 1, 0, 1]), []
+    out = tmp_path / "d.safetensors"
+    if case == "empty image cell":
+        data = write_csv(tmp_path, [images[0], "", images[1], " "], [0, 1, 0, 1])
+    elif case == "numeric image cell":
+        data = write_csv(tmp_path, [images[0], 7], [0, 1])
+    elif case == "bad label":
+        data = write_csv(tmp_path, images[:3], [0, 1, "x"])
+    elif case == "one class":
+        data = write_folder(tmp_path / "only-real", classes=("real",))
+    elif case == "empty csv":
+        data.write_bytes(b"")
+    elif case == "header only":
+        data.write_text("image,label\n")
+    elif case == "missing output folder":
+        out = tmp_path / "absent" / "d.safetensors"
+    elif case == "output is a folder":
+        out = tmp_path
+    elif case == "bogus device":
+        options = ["--device", "bogus"]
+    elif case == "missing cuda":
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        options = ["--device", "cuda"]
+    elif case == "corrupt cache":
+        (tmp_path / "cache").mkdir()
+        (tmp_path / "cache" / "clip_features.sqlite3").write_bytes(b"not sqlite " * 500)
+        options = ["--cache-dir", str(tmp_path / "cache")]
+    status = main(["train", str(data), "--out", str(out), "--model", "ViT-L-14", *options])
     assert status == 1
+    assert re.search(message, one_line_error(capsys, "train"))
+    assert not out.is_file()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["evaluate", "--bootstraps", "-5"], "argument --bootstraps: '-5' is not an integer >= 0"),
+    (["predict", "--out", "scores.json"], "argument --out: scores.json: use a .csv or .parquet "
+                                          "file"),
+    (["evaluate", "--roc", "roc.jpg"], "argument --roc: roc.jpg: use a .png file"),
+    (["evaluate", "--threshold", "2"], "argument --threshold: '2' is not a number in [0, 1]"),
+    (["train", "--out", "d.safetensors", "--epochs", "0"],
+     "argument --epochs: '0' is not an integer >= 1"),
+])
+def test_invalid_arguments_are_one_line(arguments, message, capsys):
+    command, *options = arguments
+    files = [] if command == "train" else ["detector.safetensors"]
+    with pytest.raises(SystemExit) as info:
+        main([command, *files, "data/", *options])
+    assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert "--model local-dir:" in err and "\n" not in err
+    assert err == f"clipdet {command}: error: {message} (see clipdet {command} --help)"
 
 
-@pytest.mark.parametrize("command", ["featurize", "train", "predict", "evaluate"])
-def test_help(command):
+def test_pretrained_without_model_is_refused(trained, small_folder, tmp_path, capsys):
+    assert predict(trained, small_folder, tmp_path / "s.csv", "--pretrained", "x.bin") == 1
+    assert "--pretrained needs --model" in one_line_error(capsys, "predict")
+
+
+def test_missing_images(trained, small_folder, tmp_path, capsys, tiny_model_name):
+    image = str(next(small_folder.rglob("*.jpg")))
+    csv = write_csv(tmp_path, [image, str(tmp_path / "missing.jpg"), ""])
+    out = tmp_path / "scores.csv"
+    assert predict(trained, csv, out, model=tiny_model_name) == 1
+    err = one_line_error(capsys, "predict")
+    assert "1 row(s) have no image: lines [4]" in err and "--on-error nan" in err
+    assert not out.exists()
+    # With --on-error nan, the bad images get an empty score and label, the others are scored;
+    # the warning shows its message, not the file and line that issued it.
+    assert predict(trained, csv, out, "--on-error", "nan", model=tiny_model_name) == 0
+    table = pd.read_csv(out)
+    assert table["score"].notna().tolist() == [True, False, False]
+    assert table["label"].notna().tolist() == [True, False, False]
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("clipdet predict: warning: 2 of 3 images could not be read")
+    assert "\n" not in err and ".py:" not in err and "Warning:" not in err
+
+
+# --- interrupted runs and output files -------------------------------------------------------
+
+
+def test_interrupted_training_writes_no_detector(small_folder, tmp_path, capsys, monkeypatch,
+                                                 tiny_model_name):
+    out = tmp_path / "detector.safetensors"
+    out.write_bytes(b"the detector of an earlier run")
+    original = RobustMLPClassifier.fit
+
+    def interrupted_fit(self, X, y, **fit_params):
+        original(self.set_params(max_epochs=1), X, y, **fit_params)  # an epoch ran, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RobustMLPClassifier, "fit", interrupted_fit)
+    status = main(["train", str(small_folder), "--out", str(out), "--model", tiny_model_name,
+                   *FAST])
+    assert status == 130
+    assert capsys.readouterr().err.strip().endswith("clipdet train: interrupted")
+    assert out.read_bytes() == b"the detector of an earlier run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["detector.safetensors"]
+
+
+def interrupt_while_writing(self, path, *args, **kwargs):
+    """Stands for a writer stopped by Ctrl-C after writing part of its file."""
+    Path(path).write_bytes(b"half a file")
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("command, output, writer", [
+    ("predict", "scores.csv", (pd.DataFrame, "to_csv")),
+    ("predict", "scores.parquet", (pd.DataFrame, "to_parquet")),
+    ("evaluate", "roc.png", (matplotlib.figure.Figure, "savefig")),
+    ("evaluate", "robustness.png", (matplotlib.figure.Figure, "savefig")),
+    ("featurize", "features.csv", (pd.DataFrame, "to_csv")),
+])
+def test_outputs_are_written_whole_or_not_at_all(command, output, writer, trained, small_folder,
+                                                 tiny_model_name, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    path = folder / output
+    path.write_bytes(b"the output of an earlier run")
+    arguments = {
+        "predict": ["predict", str(trained), str(small_folder), "--out", str(path)],
+        "evaluate": ["evaluate", str(trained), str(small_folder), "--perturbations", "blur",
+                     "--roc" if output == "roc.png" else "--robustness-out", str(path)],
+        "featurize": ["featurize", str(small_folder), "--out", str(path)],
+    }[command]
+    monkeypatch.setattr(*writer, interrupt_while_writing)
+    assert main([*arguments, "--model", tiny_model_name, "--quiet"]) == 130
+    assert path.read_bytes() == b"the output of an earlier run"
+    assert [p.name for p in folder.iterdir()] == [output]  # no temporary file left
+
+
+# --- the backbone of a saved detector --------------------------------------------------------
+
+
+def test_model_points_a_detector_at_its_backbone_which_must_match(small_folder, tmp_path, capsys,
+                                                                  monkeypatch):
+    model_file = tmp_path / "detector.safetensors"
+    assert main(["train", str(small_folder), "--out", str(model_file), "--model",
+                 write_tiny_model(tmp_path / "tiny", seed=0), *FAST]) == 0
+    # The backbone folder moved: --model points the detector at it.
+    moved = tmp_path / "moved"
+    (tmp_path / "tiny").rename(moved)
+    out = tmp_path / "scores.csv"
+    assert predict(model_file, small_folder, out, model=f"local-dir:{moved}") == 0
+    assert len(pd.read_csv(out)) == 12
+
+    # Other weights behind that path are refused before any image is encoded.
+    write_tiny_model(moved, seed=1)
+    clear_backbone_cache()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("images were encoded")
+
+    monkeypatch.setattr(CLIPFeaturizer, "transform", forbidden)
+    capsys.readouterr()
+    assert predict(model_file, small_folder, out, model=f"local-dir:{moved}") == 1
+    err = one_line_error(capsys, "predict")
+    assert f"--model local-dir:{moved} is not the backbone {model_file} was trained with" in err
+    assert "pass --model and --pretrained" in err
+
+
+# --- offline ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model, message", [
+    ("local-dir:tiny-clp", r"cannot load the CLIP model local-dir:.*tiny-clp: the local-dir "
+                           r"folder .*/tiny-clp does not exist\.$"),
+    ("tiny-clip", r"'tiny-clip' is not one of the \d+ open_clip architectures\.$"),
+])
+def test_mistyped_models_are_named_without_boilerplate(model, message, small_folder, tmp_path,
+                                                       capsys):
+    status = main(["train", str(small_folder), "--out", str(tmp_path / "d"), "--model", model,
+                   *FAST])
+    assert status == 1
+    err = one_line_error(capsys, "train")
+    assert re.search(message, err) and len(err) < 300
+
+
+def test_offline_advice_names_the_commands_flags(small_folder, tmp_path, capsys, monkeypatch):
+    from sklearn_clipdet import _backbone
+
+    def unreachable(model_name, pretrained):
+        raise ConnectionError("cannot reach huggingface.co to download the weights")
+
+    monkeypatch.setattr(_backbone, "_check_download_reachable", unreachable)
+    status = main(["train", str(small_folder), "--out", str(tmp_path / "d"), "--model",
+                   "ViT-B-32", *FAST])
+    assert status == 1
+    err = one_line_error(capsys, "train")
+    assert "cannot load the CLIP model ViT-B-32 (pretrained openai): ConnectionError" in err
+    for advice in ["--model local-dir:FOLDER", "--pretrained FILE", "'Offline use' in the README",
+                   "from sklearn_clipdet.testing import write_tiny_model"]:
+        assert advice in err
+    assert "model_name=" not in err and "pretrained='" not in err  # no Python syntax
+
+
+# --- help ------------------------------------------------------------------------------------
+
+
+def test_help_runs_as_a_module():
     result = subprocess.run(
-        [sys.executable, "-m", "sklearn_clipdet.cli", command, "--help"],
+        [sys.executable, "-m", "sklearn_clipdet.cli", "train", "--help"],
         capture_output=True, text=True, check=False,
     )
     assert result.returncode == 0
-    assert f"usage: clipdet {command}" in result.stdout
+    assert "usage: clipdet train" in result.stdout
 
 
-def test_scores_are_the_probability_of_label_1(trained, playground_dir, tmp_path):
-    from sklearn_clipdet import load_detector, load_image_folder
-
-    out = tmp_path / "scores.csv"
-    assert main(["predict", str(trained), str(playground_dir), "--out", str(out), "--quiet"]) == 0
-    detector = load_detector(trained)
-    data = load_image_folder(playground_dir)
-    expected = detector.predict_proba(data[["image"]])[:, list(detector[-1].classes_).index(1)]
-    np.testing.assert_allclose(pd.read_csv(out)["score"], expected, rtol=1e-6)
-
-
-def test_detector_without_label_1_is_refused(playground_samples, tiny_model_name, tmp_path,
-                                             capsys):
-    from sklearn_clipdet import make_detector, save_detector
-
-    paths, y = playground_samples
-    detector = make_detector(tiny_model_name, None, modalities="image", device="cpu",
-                             classifier_params=dict(hidden_layer_sizes=(4,), max_epochs=1))
-    detector.fit(paths, np.array(["real", "fake"])[y])
-    model_file = tmp_path / "strings.safetensors"
-    save_detector(detector, model_file)
-    assert main(["predict", str(model_file), str(Path(paths[0]).parents[1]), "--out",
-                 str(tmp_path / "s.csv"), "--quiet"]) == 1
-    assert "do not include pos_label=1" in capsys.readouterr().err
+def test_every_option_has_help(capsys):
+    parser = _build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        assert [action.dest for action in command._actions if not action.help] == [], name
+    for name in ("predict", "evaluate"):
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = capsys.readouterr().out
+        assert "--model MODEL" in text and "--pretrained PRETRAINED" in text

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from sklearn_clipdet.cli import main
 
@@ -32,12 +33,17 @@ def trained(balanced_folder, tiny_model_name):
     return model_file
 
 
+def evaluate(trained, folder, *options, model):
+    """``clipdet evaluate`` pointing the detector at its backbone, the tiny model."""
+    return main(["evaluate", str(trained), str(folder), "--quiet", "--model", model, *options])
+
+
 def test_evaluate_with_robustness_writes_table_and_plot(trained, balanced_folder, tmp_path,
-                                                        capsys):
+                                                        capsys, tiny_model_name):
     table, plot = tmp_path / "robustness.csv", tmp_path / "robustness.png"
-    status = main(["evaluate", str(trained), str(balanced_folder), "--quiet",
-                   "--perturbations", "jpeg,blur",
-                   "--robustness-out", str(table), "--robustness-out", str(plot)])
+    status = evaluate(trained, balanced_folder, "--perturbations", "jpeg,blur",
+                      "--robustness-out", str(table), "--robustness-out", str(plot),
+                      model=tiny_model_name)
     assert status == 0
     out = capsys.readouterr().out
     assert "roc_auc" in out and "robustness" in out
@@ -91,7 +97,7 @@ def test_audit_missing_folder_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_evaluate_with_robustness_encodes_the_clean_images_once(trained, balanced_folder,
-                                                                monkeypatch):
+                                                                monkeypatch, tiny_model_name):
     from sklearn_clipdet import CLIPFeaturizer
 
     encoded = []
@@ -102,7 +108,32 @@ def test_evaluate_with_robustness_encodes_the_clean_images_once(trained, balance
         return original(self, backbone, pixels)
 
     monkeypatch.setattr(CLIPFeaturizer, "_encode_images", counting)
-    assert main(["evaluate", str(trained), str(balanced_folder), "--quiet", "--robustness",
-                 "--perturbations", "jpeg"]) == 0
+    assert evaluate(trained, balanced_folder, "--robustness", "--perturbations", "jpeg",
+                    model=tiny_model_name) == 0
     # 20 clean images for the metrics (reused by the report), 20 per JPEG quality level.
     assert sum(encoded) == 20 + 20 * 4
+
+
+def test_evaluate_a_detector_with_string_labels(balanced_folder, tiny_model_name, tmp_path,
+                                                monkeypatch, capsys):
+    from sklearn_clipdet import load_image_folder, make_detector, persistence
+
+    data = load_image_folder(balanced_folder)
+    names = np.where(data["label"] == 1, "fake", "real")
+    detector = make_detector(tiny_model_name, None, modalities="image", device="cpu",
+                             classifier_params=dict(hidden_layer_sizes=(4,), max_epochs=1))
+    detector.fit(data[["image"]], names)
+    detector[-1].generated_label_ = "fake"  # as RobustMLPClassifier(generated_label="fake") sets
+    model_file = tmp_path / "strings.safetensors"
+    model_file.write_bytes(b"stands for the detector above")
+    monkeypatch.setattr(persistence, "load_detector", lambda path, **kwargs: detector)
+
+    table = tmp_path / "robustness.csv"
+    assert main(["evaluate", str(model_file), str(balanced_folder), "--quiet",
+                 "--perturbations", "blur", "--robustness-out", str(table)]) == 0
+    printed_auc = float(capsys.readouterr().out.split("roc_auc")[1].split()[0])
+    expected = roc_auc_score(data["label"], detector.predict_proba(data[["image"]])[:, 0])
+    assert printed_auc == pytest.approx(expected, abs=1e-4)
+    report = pd.read_csv(table)
+    clean = report.query("perturbation == 'none' and metric == 'roc_auc'")["value"].item()
+    assert clean == pytest.approx(expected)
