@@ -50,7 +50,7 @@ from ._validation import preview
 
 __all__ = ["FeaturizeResult", "featurize", "read_features"]
 
-_FORMAT = 1
+_FORMAT = 2  # 2: the backbone fingerprint and the files' size and mtime are recorded
 _MANIFEST = "_clipdet_features.json"
 _FAILURES = "_failures.csv"
 _METADATA_KEY = b"sklearn_clipdet"
@@ -164,9 +164,20 @@ def featurize(
     the partitions already written, so an interrupted run resumes where it
     stopped.
 
-    Every worker process loads the CLIP model on its first task and reuses
-    it for the following ones. The model loads on the worker, never on the
-    client and is never sent over the network, so the client needs neither
+    A run is identified by the featurizer's settings and by the fingerprint of
+    the backbone the workers load (its weights, preprocessing, tokenizer and
+    open_clip version): new weights behind the same ``local-dir:`` folder or
+    checkpoint path make a resume an error, never a mix of two models, and a
+    worker whose backbone differs from the run's refuses its task. A sample
+    is identified by its index and its input (the path of an image file, or
+    the data of an in-memory image); a file that changed at the same path
+    (another size or modification time; the content is not read) makes its
+    partition be computed again, with a warning.
+
+    Every worker process loads the CLIP model once and reuses it for the
+    following tasks; a first small task loads it on one worker to learn the
+    backbone's fingerprint. The model loads on the workers, never on the
+    client, and is never sent over the network, so the client needs neither
     the weights nor a GPU. With ``device="auto"`` each worker uses its own
     CUDA device when it has one.
 
@@ -224,8 +235,12 @@ def featurize(
         the partitions finished until then are kept, so fixing the input and
         calling again resumes the run.
     ValueError
-        When ``output`` holds features of other settings or another input
-        (use ``overwrite=True`` or another folder), or for invalid arguments.
+        When ``output`` holds features of other settings, another backbone or
+        another input (use ``overwrite=True`` or another folder), or for
+        invalid arguments.
+    RuntimeError
+        When a worker loads another backbone than the run's (other model
+        files or software on that machine).
 
     See Also
     --------
@@ -298,6 +313,10 @@ def featurize(
             # Samples of a sequence are named by their position in the whole input.
             parts = [_Positional(part, k * partition_size) for k, part in enumerate(parts)]
 
+    # The run's backbone, loaded where the features are computed: on a worker.
+    backbone = client.submit(_backbone_fingerprint, featurizer, resources=resources,
+                             pure=False).result()
+    settings["backbone"] = backbone
     _prepare_output(output, settings, n_partitions, partition_size, overwrite)
     token = _token(settings)
 
@@ -306,13 +325,13 @@ def featurize(
         if not is_dask:
             # The input of a list or pandas partition is known here: skip finished ones
             # without a round trip to the cluster.
-            state = _partition_state(output, k, token, _input_token(part, featurizer))
+            state, _ = _finished_partition(output, k, token, part, featurizer)
             if state is not None and not (retry_failed and state["failures"]):
                 summaries[k] = state
                 continue
         pending.append((k, part))
 
-    futures = _submit(client, pending, featurizer, output, token, retry_failed,
+    futures = _submit(client, pending, (featurizer, str(output), token, backbone, retry_failed),
                       resources, is_dask)
     summaries.update(_collect(client, futures, n_partitions, len(summaries), progress,
                               distributed))
@@ -320,6 +339,14 @@ def featurize(
     failures = _failure_table([summaries[k] for k in range(n_partitions)])
     _write_failures(output, failures)
     _reemit_warnings(summaries.values())
+    stale = sorted(k for k, summary in summaries.items() if summary.get("stale"))
+    if stale:
+        warnings.warn(
+            f"Partitions {preview(stale)} were computed again: image files in them changed "
+            "(size or modification time) since their features were written.",
+            UserWarning,
+            stacklevel=2,
+        )
     n_samples = sum(summary["n_rows"] for summary in summaries.values())
     if len(failures):
         first = failures.iloc[0]
@@ -398,15 +425,19 @@ def read_features(output, *, columns=None):
 # --- the task that runs on a worker ----------------------------------------------------------
 
 
-def _featurize_partition(k, part, featurizer, output, token, retry_failed):
-    """Featurize one partition and write it; return a small summary (runs on a worker)."""
+def _featurize_partition(k, part, featurizer, output, token, backbone, retry_failed):
+    """Featurize one partition and write it; return a small summary (runs on a worker).
+
+    ``backbone`` is the fingerprint of the run's backbone: a worker whose
+    backbone differs (other weights or software) refuses to compute.
+    """
     from ._backbone import resolve_device
 
     output = Path(output)
     if not isinstance(part, (_Positional, pd.DataFrame)):
         raise TypeError(f"Partition {k} is a {type(part).__name__}, not a pandas DataFrame.")
-    input_token = _input_token(part, featurizer)
-    state = _partition_state(output, k, token, input_token)
+    input_token, files_token = _input_token(part, featurizer), _files_token(part, featurizer)
+    state, why_not = _finished_partition(output, k, token, part, featurizer)
     if state is not None and not (retry_failed and state["failures"]):
         return state
 
@@ -414,6 +445,13 @@ def _featurize_partition(k, part, featurizer, output, token, retry_failed):
     if isinstance(part, _Positional):
         part = part.samples
     fitted = clone(featurizer).fit(part)
+    used = _backbone_fingerprint(fitted)
+    if used != backbone:
+        raise RuntimeError(
+            f"Worker {_worker_address()} loads another backbone than the run's (fingerprint "
+            f"{used[:12]} instead of {backbone[:12]}): its weights, preprocessing, tokenizer "
+            "or open_clip version differ. Give every worker the same software and model files."
+        )
     # catch_warnings swaps process-wide state: tasks on one worker's threads take turns.
     with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -447,16 +485,24 @@ def _featurize_partition(k, part, featurizer, output, token, retry_failed):
         "failures": failures,
         "token": token,
         "input_token": input_token,
+        "files_token": files_token,
+        "backbone": used,
     }
     index = part.index if isinstance(part, pd.DataFrame) else pd.Index(labels, dtype="int64")
     _write_partition(output, k, index, names, features, summary)
     summary.update(
         status="computed",
+        stale=why_not == "files changed",
         worker=_worker_address(),
         device=resolve_device(featurizer.device),
         warnings=[(w.category, str(w.message)) for w in caught],
     )
     return summary
+
+
+def _backbone_fingerprint(featurizer):
+    """Fingerprint of the backbone ``featurizer`` loads here (the model stays loaded)."""
+    return featurizer.load_backbone().fingerprint
 
 
 def _worker_address():
@@ -471,12 +517,12 @@ def _worker_address():
 # --- scheduling ------------------------------------------------------------------------------
 
 
-def _submit(client, pending, featurizer, output, token, retry_failed, resources, is_dask):
+def _submit(client, pending, args, resources, is_dask):
+    """Submit one task per pending partition; ``args`` are the other arguments of the task."""
     if not pending:
         return []
-    prefix = f"clipdet-featurize-{token[:8]}"
+    prefix = f"clipdet-featurize-{args[2][:8]}"
     run_id = uuid.uuid4().hex[:8]
-    args = (featurizer, str(output), token, retry_failed)
     if is_dask:
         import dask
 
@@ -573,26 +619,33 @@ def _write_partition(output, k, index, names, features, summary):
     atomic_write(output / _part_name(k), lambda tmp: pq.write_table(table, tmp))
 
 
-def _partition_state(output, k, token, input_token):
-    """Summary of partition ``k`` if it is finished for this input and settings, else None."""
+def _finished_partition(output, k, token, part, featurizer):
+    """``(summary, None)`` if partition ``k`` is finished for this run and input, else
+    ``(None, why)``, why being "absent", "unreadable" or "files changed" (image files
+    of the partition have another size or modification time than when it was
+    written). A partition of other settings or another input is an error.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = output / _part_name(k)
     if not path.is_file():
-        return None
+        return None, "absent"
     try:
         metadata = pq.read_schema(path).metadata or {}
         stored = json.loads(metadata[_METADATA_KEY])
     except (OSError, KeyError, ValueError, pa.ArrowException):
-        return None  # unreadable: recompute it
-    if stored.get("token") != token or stored.get("input_token") != input_token:
+        return None, "unreadable"
+    if stored.get("token") != token or stored.get("input_token") != _input_token(part,
+                                                                                 featurizer):
         raise ValueError(
             f"{path} holds features of another input than partition {k} of this one (the "
             "input changed since the earlier run). Use another output folder, or "
             "overwrite=True to delete the earlier features."
         )
-    return {**stored, "status": "skipped", "warnings": []}
+    if stored.get("files_token") != _files_token(part, featurizer):
+        return None, "files changed"
+    return {**stored, "status": "skipped", "warnings": []}, None
 
 
 def _write_failures(output, failures):
@@ -640,7 +693,14 @@ def _settings(featurizer):
 
 def _settings_diff(before, now):
     changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-    return "; ".join(f"{k}: {before.get(k)!r} before, {now.get(k)!r} now" for k in changed)
+    return "; ".join(_describe_change(k, before.get(k), now.get(k)) for k in changed)
+
+
+def _describe_change(key, before, now):
+    if key == "backbone":
+        return (f"backbone: other weights, preprocessing, tokenizer or open_clip version "
+                f"(fingerprint {str(before)[:12]} before, {str(now)[:12]} now)")
+    return f"{key}: {before!r} before, {now!r} now"
 
 
 def _token(obj):
@@ -700,21 +760,43 @@ def _json_label(label):
     return label if isinstance(label, (int, float, str)) else str(label)
 
 
+def _samples_by_kind(part, featurizer):
+    """``{"image": samples, "text": samples}``: the inputs of a partition the featurizer reads."""
+    if isinstance(part, _Positional):
+        return {"text" if featurizer.modalities == "text" else "image": part.samples}
+    wanted = {"image": featurizer.image_column, "text": featurizer.text_column}
+    return {kind: part[column] for kind, column in wanted.items()
+            if kind in featurizer.modalities and column in part.columns}
+
+
 def _input_token(part, featurizer):
-    """Hash of the index labels and the samples of a partition (images and texts)."""
+    """Hash of the index labels and the samples of a partition (image paths or data, texts)."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(repr(_labels(part)).encode())
-    if isinstance(part, pd.DataFrame):
-        wanted = {"image": featurizer.image_column, "text": featurizer.text_column}
-        columns = [column for kind, column in wanted.items()
-                   if kind in featurizer.modalities and column in part.columns]
-        for column in columns:
-            digest.update(f"|{column}|".encode())
-            for item in part[column]:
-                digest.update(_sample_bytes(item))
-    else:
-        for item in part.samples:
+    for kind, samples in _samples_by_kind(part, featurizer).items():
+        digest.update(f"|{kind}|".encode())
+        for item in samples:
             digest.update(_sample_bytes(item))
+    return digest.hexdigest()
+
+
+def _files_token(part, featurizer):
+    """Hash of the size and modification time of the image files of a partition.
+
+    With the paths in the input token, they stand for the content of the files:
+    hashing the content would read every file again on each resume.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for item in _samples_by_kind(part, featurizer).get("image", []):
+        if not isinstance(item, (str, os.PathLike)):
+            digest.update(b"-;")  # in-memory data: part of the input token
+            continue
+        try:
+            stat = os.stat(item)
+        except OSError:
+            digest.update(b"absent;")
+            continue
+        digest.update(f"{stat.st_size}:{stat.st_mtime_ns};".encode())
     return digest.hexdigest()
 
 

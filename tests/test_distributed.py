@@ -1,6 +1,7 @@
 """Distributed featurization and grid searches on a 2-process dask LocalCluster."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,9 +16,11 @@ import torch
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier, make_detector
+from sklearn_clipdet._backbone import clear_backbone_cache
 from sklearn_clipdet._cache import FeatureCache
 from sklearn_clipdet._images import ImageDecodeError, ImageDecodeWarning
 from sklearn_clipdet.distributed import featurize, read_features
+from sklearn_clipdet.testing import write_tiny_model
 
 SMALL_CLASSIFIER = dict(hidden_layer_sizes=(32,), batch_size=64, max_epochs=5, lr=1e-2)
 
@@ -224,7 +227,10 @@ def test_each_worker_loads_the_model_once(client, tiny_model_name, small_images,
     assert result.n_partitions == 10
     tasks = {address: info["partitions"] for address, info in result.workers.items()}
     assert sum(tasks.values()) == 10 and max(tasks.values()) > 1
-    assert loads == {address: 1 if address in tasks else 0 for address in loads}
+    # Once per process: a worker that computed partitions loaded it once; another one at
+    # most once (the first task, which learns the backbone's fingerprint, may run there).
+    assert all(loads[address] == 1 for address in tasks)
+    assert all(count <= 1 for count in loads.values())
 
 
 def test_rerun_computes_only_missing_partitions(client, tiny_model_name, small_images, tmp_path):
@@ -307,9 +313,11 @@ def test_unreadable_images_are_reported_in_one_table(
     with pytest.warns(ImageDecodeWarning):
         again = featurize(frame, featurizer, tmp_path / "out", client=client, partition_size=5)
     assert again.computed == [] and again.failures["index"].tolist() == [103, 110]
-    # ... unless asked to retry the partitions with failures (here, after fixing one file).
+    # ... unless asked to retry the partitions with failures (here, after fixing one file,
+    # which alone makes its partition be computed again).
     corrupt.write_bytes(Path(small_images[0]).read_bytes())
-    with pytest.warns(ImageDecodeWarning, match="1 of 12"):
+    with pytest.warns(ImageDecodeWarning, match="1 of 12"), \
+            pytest.warns(UserWarning, match=r"Partitions \[2\] were computed again"):
         retried = featurize(frame, featurizer, tmp_path / "out", client=client,
                             partition_size=5, retry_failed=True, overwrite=False)
     assert retried.computed == [0, 2] and retried.skipped == [1]
@@ -343,6 +351,67 @@ def test_output_of_other_settings_or_input_is_refused(
     assert replaced.computed == [0, 1]
     norms = np.linalg.norm(read_features(output).to_numpy(), axis=1)
     assert not np.allclose(norms, 1.0)
+
+
+def test_resume_with_other_weights_behind_the_same_path_is_refused(client, small_images,
+                                                                   tmp_path):
+    folder = tmp_path / "model"
+    featurizer = image_featurizer(write_tiny_model(folder, seed=0))
+    output = tmp_path / "out"
+    featurize(small_images[:8], featurizer, output, client=client, partition_size=4)
+    (output / "part-00001.parquet").unlink()  # the run was stopped before this partition
+    kept = (output / "part-00000.parquet").read_bytes()
+
+    write_tiny_model(folder, seed=1)  # new weights at the same path ...
+    client.run(clear_backbone_cache)  # ... seen by fresh worker processes
+    with pytest.raises(ValueError, match=r"another run \(backbone: other weights, "
+                                         r"preprocessing, tokenizer or open_clip version "
+                                         r"\(fingerprint \w{12} before, \w{12} now\)\)"):
+        featurize(small_images[:8], featurizer, output, client=client, partition_size=4)
+    assert (output / "part-00000.parquet").read_bytes() == kept
+    assert not (output / "part-00001.parquet").exists()
+
+    replaced = featurize(small_images[:8], featurizer, output, client=client,
+                         partition_size=4, overwrite=True)
+    assert replaced.computed == [0, 1]
+    clear_backbone_cache()
+    np.testing.assert_allclose(read_features(output).to_numpy(),
+                               featurizer.fit_transform(small_images[:8]), atol=1e-6)
+
+
+def test_a_worker_with_another_backbone_refuses_its_partition(tiny_model_name, small_images,
+                                                              tmp_path):
+    from sklearn_clipdet.distributed import _featurize_partition, _Positional
+
+    featurizer = image_featurizer(tiny_model_name)
+    with pytest.raises(RuntimeError, match=r"loads another backbone than the run's "
+                                           r"\(fingerprint \w{12} instead of 000000000000\)"):
+        _featurize_partition(0, _Positional(small_images[:2], 0), featurizer, str(tmp_path),
+                             "token", "0" * 40, False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_changed_file_at_the_same_path_is_computed_again(client, tiny_model_name,
+                                                           small_images, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    images = []
+    for i, source in enumerate(small_images[:8]):
+        images.append(str(folder / f"{i}.jpg"))
+        shutil.copyfile(source, images[-1])
+    featurizer = image_featurizer(tiny_model_name)
+    output = tmp_path / "out"
+    featurize(images, featurizer, output, client=client, partition_size=4)
+    kept = (output / "part-00000.parquet").read_bytes()
+
+    shutil.copyfile(small_images[20], images[5])  # another picture under the same name
+    with pytest.warns(UserWarning, match=r"Partitions \[1\] were computed again: image files "
+                                         r"in them changed \(size or modification time\)"):
+        again = featurize(images, featurizer, output, client=client, partition_size=4)
+    assert again.computed == [1] and again.skipped == [0]
+    assert (output / "part-00000.parquet").read_bytes() == kept
+    np.testing.assert_allclose(read_features(output).to_numpy(),
+                               featurizer.fit_transform(images), atol=1e-6)
 
 
 def test_invalid_arguments(client, tiny_model_name, tmp_path):
