@@ -677,9 +677,9 @@ def _add_model_options(command):
     command.add_argument("--default-text", help="caption for images without one")
     command.add_argument(
         "--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"],
-        help="numeric precision of the CLIP model: fp32 (default); fp16 or bf16 on a GPU "
-        "(about half the memory and time); int8 on CPU (quantised linear layers, faster, "
-        "slightly different features)",
+        help="numeric precision of the CLIP model: fp32 (default); fp16 or bf16, GPU only "
+        "(half-size weights); int8, CPU only (quantised linear layers); the features of the "
+        "last three differ slightly from fp32",
     )
     command.add_argument(
         "--featurizer-batch-size", type=_positive_int, default=32,
@@ -704,7 +704,8 @@ def _add_runtime_options(command):
     command.add_argument("--cache-dir", help="on-disk feature cache folder")
     command.add_argument(
         "--on-error", default="raise", choices=["raise", "nan"],
-        help="unreadable images: stop (raise) or score them NaN (nan)",
+        help="unreadable images and CSV rows without an image: stop with an error (raise, "
+        "the default) or give them NaN features and an empty score (nan)",
     )
     command.add_argument("--quiet", action="store_true", help="no progress bars")
 
