@@ -714,9 +714,9 @@ def _check_random_weights(featurizer):
     if featurizer.pretrained is None and parse_model_name(featurizer.model_name)[0] is None:
         warnings.warn(
             f"pretrained=None gives {featurizer.model_name!r} random weights drawn separately "
-            "in each worker process, so features of different partitions are not comparable. "
-            "Save the model once and use model_name='local-dir:<folder>' for random weights "
-            "shared by all workers.",
+            "in each worker process: a worker whose weights differ from the run's backbone "
+            "refuses its partitions. Save the model once and use "
+            "model_name='local-dir:<folder>' for random weights shared by all workers.",
             UserWarning,
             stacklevel=3,
         )
