@@ -224,6 +224,14 @@ def test_train_errors_are_one_line_and_found_before_the_work(case, message, smal
     assert not out.is_file()
 
 
+def test_evaluate_checks_the_labels_before_loading_the_detector(tmp_path, capsys, no_work):
+    data = write_folder(tmp_path / "only-fake", classes=("fake",))
+    model_file = tmp_path / "detector.safetensors"
+    model_file.write_bytes(b"loading this file would fail")
+    assert main(["evaluate", str(model_file), str(data), "--quiet"]) == 1
+    assert "holds only generated (1) images" in one_line_error(capsys, "evaluate")
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["evaluate", "--bootstraps", "-5"], "argument --bootstraps: '-5' is not an integer >= 0"),
     (["predict", "--out", "scores.json"], "argument --out: scores.json: use a .csv or .parquet "
