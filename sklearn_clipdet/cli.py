@@ -85,6 +85,11 @@ def _predict(args):
 
 
 def _evaluate(args):
+    if args.roc or any(Path(path).suffix.lower() == ".png" for path in args.robustness_out or []):
+        from ._optional import import_optional
+
+        # Before any image is encoded, so that a missing extra costs no wait.
+        _run(import_optional, "matplotlib", extra="plot", purpose="A PNG plot")
     detector = _load(args)
     data = _read_data(args.data, need_labels=True)
     robustness = args.robustness or args.robustness_out
