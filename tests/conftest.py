@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny offline open_clip model and the playground images."""
+"""Shared fixtures: a tiny offline open_clip model, small stand-ins for the default models,
+the playground images and the repository's sample images."""
 
 from pathlib import Path
 
