@@ -137,6 +137,11 @@ def _predict(args):
 def _evaluate(args):
     _check_outputs(args.roc, *(args.robustness_out or []))
     _check_runtime(args)
+    if args.roc or any(Path(path).suffix.lower() == ".png" for path in args.robustness_out or []):
+        from ._optional import import_optional
+
+        # Before any image is encoded, so that a missing extra costs no wait.
+        _run(import_optional, "matplotlib", extra="plot", purpose="A PNG plot")
     data = _read_data(args.data, need_labels=True, on_error=args.on_error)
     detector = _load(args)
     robustness = args.robustness or args.robustness_out

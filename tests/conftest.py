@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny offline open_clip model and the playground images."""
+"""Shared fixtures: a tiny offline open_clip model, small stand-ins for the default models,
+the playground images and the repository's sample images."""
 
 from pathlib import Path
 
@@ -41,3 +42,36 @@ def playground_samples(playground_dir):
     if not real or not fake:
         pytest.skip(f"playground folder {playground_dir} has no JPEGs")
     return real + fake, np.array([0] * len(real) + [1] * len(fake))
+
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_images"
+
+
+@pytest.fixture
+def small_models(monkeypatch, tiny_model_name):
+    """Swap the default backbone and classifier for small ones, for code written for real use.
+
+    Every CLIPFeaturizer loads the tiny random model whatever its ``model_name`` (so
+    ``"ViT-L-14", "openai"`` needs no download), and RobustMLPClassifier's defaults become one
+    block of 32 units trained for 3 epochs. Only speed changes: the same code runs.
+    """
+    from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier
+    from sklearn_clipdet._backbone import load_backbone
+
+    def load_tiny(featurizer):
+        return load_backbone(
+            tiny_model_name, None, device=featurizer.device, precision=featurizer.precision
+        )
+
+    monkeypatch.setattr(CLIPFeaturizer, "load_backbone", load_tiny)
+    init = RobustMLPClassifier.__init__
+    monkeypatch.setattr(init, "__defaults__", ((32,),))
+    monkeypatch.setattr(init, "__kwdefaults__", {**init.__kwdefaults__, "max_epochs": 3})
+
+
+@pytest.fixture
+def sample_workdir(tmp_path, monkeypatch):
+    """An empty current folder in which ``sample_images/`` holds the repository's samples."""
+    (tmp_path / "sample_images").symlink_to(SAMPLE_DIR, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

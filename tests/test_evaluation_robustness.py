@@ -12,6 +12,7 @@ from sklearn_clipdet.evaluation import (
     GaussianNoise,
     JPEGCompress,
     Resize,
+    detection_report,
     plot_robustness,
     robustness_report,
 )
@@ -52,19 +53,42 @@ def count_encoded(monkeypatch):
     return counter
 
 
+def _labels_the_perturbation_misranks(clean, perturbed):
+    """Labels whose ROC AUC is 1 on the clean scores and below 1 on the perturbed ones.
+
+    Take the pair of images ``(i, j)`` whose order the perturbation reverses by the widest
+    margin (``i`` above ``j`` when clean, below it when perturbed) and label "generated" the
+    images scored at least as high as ``i`` when clean. The clean scores then rank every
+    generated image above every real one, while the perturbed ones misrank ``(i, j)``: the
+    two AUCs differ whatever the model, so a report that scored the clean images in place of
+    the perturbed ones cannot pass. (A tiny model's AUC on random images is close to 0.5 and
+    moves in steps of 1/144, so with fixed labels the perturbed AUC can equal the clean one by
+    chance, depending on the CPU and thread count that trained the model.)
+    """
+    reversal = np.minimum(clean[:, None] - clean[None, :], perturbed[None, :] - perturbed[:, None])
+    i, j = np.unravel_index(np.argmax(reversal), reversal.shape)
+    # Float rounding between encoding in chunks and all at once is ~1e-7.
+    assert reversal[i, j] > 1e-4, "the perturbation did not change the ranking of the scores"
+    return (clean >= clean[i]).astype(int)
+
+
 def test_values_equal_scoring_the_perturbed_images(fitted):
-    pipe, X, y = fitted
-    perturbations = {"jpeg": [JPEGCompress(30)], "noise": [GaussianNoise(60, random_state=0)]}
-    report = robustness_report(pipe, X, y, perturbations, chunk_size=5)
-    auc = report[report["metric"] == "roc_auc"].set_index("perturbation")["value"]
-    assert auc["none"] == pytest.approx(roc_auc_score(y, pipe.predict_proba(X)[:, 1]))
-    for name, (perturbation,) in perturbations.items():
-        direct = pipe.predict_proba(perturbation.transform(X))[:, 1]
-        assert auc[name] == pytest.approx(roc_auc_score(y, direct))
-        assert auc[name] != pytest.approx(auc["none"])  # the perturbation mattered
-    assert set(report.columns) >= {"perturbation", "level", "metric", "value"}
-    levels = report.drop_duplicates("perturbation").set_index("perturbation")["level"]
-    assert np.isnan(levels["none"]) and levels["jpeg"] == 30 and levels["noise"] == 60
+    pipe, X, _ = fitted
+    clean = pipe.predict_proba(X)[:, 1]
+    perturbations = {"jpeg": JPEGCompress(30), "noise": GaussianNoise(60, random_state=0)}
+    for name, perturbation in perturbations.items():
+        perturbed = pipe.predict_proba(perturbation.transform(X))[:, 1]
+        y = _labels_the_perturbation_misranks(clean, perturbed)
+        report = robustness_report(pipe, X, y, {name: [perturbation]}, chunk_size=5)
+        values = report.set_index(["perturbation", "metric"])["value"]
+        for label, scores in [("none", clean), (name, perturbed)]:
+            expected = detection_report(y, scores, n_bootstraps=0).set_index("metric")["value"]
+            assert values[label].to_dict() == pytest.approx(expected.to_dict(), nan_ok=True)
+        assert values["none", "roc_auc"] == 1.0
+        assert values[name, "roc_auc"] < 1.0  # the report scored the perturbed images
+        assert set(report.columns) >= {"perturbation", "level", "metric", "value"}
+        levels = report.drop_duplicates("perturbation").set_index("perturbation")["level"]
+        assert np.isnan(levels["none"]) and levels[name] == perturbation.level
 
 
 def test_each_perturbed_image_is_encoded_once(fitted, count_encoded):

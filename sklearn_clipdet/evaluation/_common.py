@@ -11,6 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import column_or_1d
 
 from .._files import atomic_write
+from .._optional import import_optional
 from .._validation import check_finite_rows
 
 
@@ -155,13 +156,11 @@ def new_figure(n_panels, panel_size, *, interactive, **subplot_kw):
     """
     size = (panel_size[0] * n_panels, panel_size[1])
     if interactive:
-        import matplotlib.pyplot as plt
-
+        plt = import_optional("matplotlib.pyplot", extra="plot", purpose="Plotting")
         figure, axes = plt.subplots(1, n_panels, figsize=size, squeeze=False, **subplot_kw)
     else:
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=size)
+        figure_module = import_optional("matplotlib.figure", extra="plot", purpose="Plotting")
+        figure = figure_module.Figure(figsize=size)
         axes = figure.subplots(1, n_panels, squeeze=False, **subplot_kw)
     figure.set_layout_engine("constrained")
     return figure, axes[0]
