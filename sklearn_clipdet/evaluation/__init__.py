@@ -5,7 +5,8 @@
 - :mod:`~sklearn_clipdet.evaluation.perturbations` and
   :func:`robustness_report`: metrics under JPEG compression, resizing, blur,
   noise and cropping;
-- :func:`cross_generator_report`: generalisation to unseen generators;
+- :func:`cross_generator_report` and :class:`LeaveOneGeneratorOut`: generalisation to
+  unseen generators, as a report and as a cross-validator for model selection;
 - :func:`audit_shortcuts`: whether trivial properties (size, file format,
   captions, ...) separate the classes of a data set;
 - :func:`plot_loss_landscape`: loss surfaces around the trained weights.
@@ -23,12 +24,14 @@ from .metrics import (
 )
 from .perturbations import CenterCrop, GaussianBlur, GaussianNoise, JPEGCompress, Resize
 from .robustness import default_perturbations, plot_robustness, robustness_report
+from .splitters import LeaveOneGeneratorOut
 
 __all__ = [
     "CenterCrop",
     "GaussianBlur",
     "GaussianNoise",
     "JPEGCompress",
+    "LeaveOneGeneratorOut",
     "LossLandscape",
     "Resize",
     "ShortcutWarning",

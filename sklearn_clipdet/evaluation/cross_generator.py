@@ -3,11 +3,9 @@
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils import column_or_1d
 
-from .._images import is_missing
 from ..featurizer import CLIPFeaturizer
 from ._common import (
     binary_targets,
@@ -17,6 +15,7 @@ from ._common import (
     take,
 )
 from .metrics import detection_report
+from .splitters import LeaveOneGeneratorOut
 
 __all__ = ["cross_generator_report"]
 
@@ -68,6 +67,9 @@ def cross_generator_report(
     real_cv : cross-validator or None, default=None
         Splits the real images; it must give one split per generator. None
         means ``KFold(n_generators, shuffle=True, random_state=random_state)``.
+        The folds are those of
+        :class:`~sklearn_clipdet.evaluation.LeaveOneGeneratorOut`, which can
+        also serve as ``cv`` of a grid search.
     precompute_features : "auto" or bool, default="auto"
         Encode every sample once with the feature steps (all steps but the
         last) and fit only the classifier in each fold. Correct only when
@@ -108,24 +110,14 @@ def cross_generator_report(
     if pos_label is None:
         pos_label = _generated_label_of_fit(pipe, labels)
     targets, pos_label = binary_targets(labels, pos_label)
-    groups = column_or_1d(np.asarray(groups, dtype=object))
     if not len(X) == len(targets) == len(groups):
         raise ValueError(
             f"X, y and groups have different lengths: {len(X)}, {len(targets)} and "
             f"{len(groups)}."
         )
-    generated, real = np.flatnonzero(targets), np.flatnonzero(~targets)
-    missing = [int(i) for i in generated if is_missing(groups[i])]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} generated images have no group (generator), rows {missing[:10]}."
-        )
-    generators = sorted(pd.unique(groups[generated]).tolist(), key=str)
-    if len(generators) < 2:
-        raise ValueError(
-            f"Leaving one generator out needs at least 2 generators; found {generators}."
-        )
-    real_splits = _real_splits(real_cv, real, groups, len(generators), random_state)
+    cv = LeaveOneGeneratorOut(real_cv, pos_label=pos_label, random_state=random_state)
+    # Built before any image is encoded, so that bad groups fail fast.
+    folds = list(zip(cv.generators(labels, groups), cv.split(targets, labels, groups)))
 
     precompute = _should_precompute(pipe, precompute_features)
     if precompute:
@@ -138,10 +130,7 @@ def cross_generator_report(
         threshold = default_threshold(model[-1] if isinstance(model, Pipeline) else model)
 
     tables = []
-    for generator, (real_train, real_test) in zip(generators, real_splits):
-        held_out = groups[generated] == generator
-        train = np.concatenate([generated[~held_out], real[real_train]])
-        test = np.concatenate([generated[held_out], real[real_test]])
+    for generator, (train, test) in folds:
         fitted = clone(model).fit(take(inputs, train), labels[train])
         scores = positive_scores(fitted, take(inputs, test), pos_label)
         table = detection_report(
@@ -151,8 +140,8 @@ def cross_generator_report(
         )
         table.insert(0, "held_out", generator)
         table["n_train"] = len(train)
-        table["n_test_generated"] = int(held_out.sum())
-        table["n_test_real"] = len(real_test)
+        table["n_test_generated"] = int(targets[test].sum())
+        table["n_test_real"] = int((~targets[test]).sum())
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
 
@@ -165,28 +154,6 @@ def _generated_label_of_fit(pipe, labels):
         return label
     classes = np.unique(labels)
     return classes[1] if len(classes) == 2 else None  # binary_targets explains other counts
-
-
-def _real_splits(real_cv, real, groups, n_splits, random_state):
-    if len(real) < n_splits:
-        raise ValueError(
-            f"{len(real)} real images cannot be split into {n_splits} folds, one per "
-            "generator; every fold needs real test images."
-        )
-    placeholder = np.zeros((len(real), 1))
-    if real_cv is None:
-        splits = list(KFold(n_splits, shuffle=True, random_state=random_state).split(placeholder))
-    else:
-        splits = list(real_cv.split(placeholder, groups=groups[real]))
-    if len(splits) != n_splits:
-        raise ValueError(
-            f"real_cv gave {len(splits)} splits of the real images; it must give one per "
-            f"generator ({n_splits})."
-        )
-    for k, (_, test) in enumerate(splits):
-        if len(test) == 0:
-            raise ValueError(f"real_cv's split {k} has no real test images.")
-    return splits
 
 
 def _should_precompute(pipe, precompute_features):
