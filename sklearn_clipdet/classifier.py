@@ -435,7 +435,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         if not all(_positive_int(size) for size in sizes):
             raise ValueError(f"hidden_layer_sizes must hold positive integers, got {sizes!r}.")
         for item in params["callbacks"] or []:
-            callback = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+            callback = item[1] if isinstance(item, (tuple, list)) and len(item) == 2 else item
             if not (isinstance(callback, Callback)
                     or isinstance(callback, type) and issubclass(callback, Callback)):
                 raise ValueError(
@@ -737,22 +737,26 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         return super().train_step_single(batch, **fit_params)
 
     def forward_iter(self, X, training=False, device="cpu"):
-        """Batches of module output; in evaluation, computed in float64.
+        """Batches of module output, in the order of the rows of ``X``.
 
-        A float32 matrix product rounds differently depending on how many rows
-        it multiplies; in float64 a row's score does not depend on the batch
-        it is predicted in. The float64 network is a copy local to this call
-        (see :func:`~sklearn_clipdet.modules.float64_copy`), so prediction
-        leaves the estimator as it was and may run in several threads at once.
+        In evaluation the output is computed in float64: a float32 matrix
+        product rounds differently depending on how many rows it multiplies,
+        while in float64 a row's score does not depend on the batch it is
+        predicted in. The float64 network is a copy local to this call (see
+        :func:`~sklearn_clipdet.modules.float64_copy`), so prediction leaves
+        the estimator as it was and may run in several threads at once. With
+        ``training=True`` the network itself runs in training mode (dropout on).
         """
-        if training:
-            yield from super().forward_iter(X, training=True, device=device)
-            return
         self.check_is_fitted()
+        batches = self.get_iterator(self.get_dataset(X), training=False)  # not shuffled
+        if training:
+            for rows, _ in batches:
+                yield to_device(self.evaluation_step((rows, None), training=True), device)
+            return
         network = float64_copy(self.module_)
         dtype = next(network.parameters()).dtype
         with torch.no_grad():
-            for rows, _ in self.get_iterator(self.get_dataset(X), training=False):
+            for rows, _ in batches:
                 yield to_device(network(rows.to(dtype)).reshape(-1), device)
 
     # --------------------------------------------------------------- prediction

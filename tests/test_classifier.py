@@ -1,3 +1,4 @@
+import itertools
 import math
 import pickle
 import warnings
@@ -323,9 +324,16 @@ def test_prediction_in_float64_leaves_no_state_behind(data):
 # --------------------------------------------------------- device-resident batches
 
 
-def test_training_batches_are_sliced_from_tensors_and_reshuffled(data):
+def test_training_batches_are_sliced_from_tensors_and_reshuffled(data, monkeypatch):
+    import skorch.dataset
+
+    def per_sample(self, i):
+        raise AssertionError("batches must not be collated from single samples")
+
+    monkeypatch.setattr(skorch.dataset.Dataset, "__getitem__", per_sample)
     X, y = data
     clf = small().fit(X, y)
+    clf.predict_proba(X)
     dataset = clf.get_dataset(X.astype(np.float32), y)
     iterator = clf.get_iterator(dataset, training=True)
     epochs = [torch.cat([rows for rows, _ in iterator]) for _ in range(2)]
@@ -388,7 +396,7 @@ def test_interleaved_forward_iter_generators(data):
     clf = small(batch_size=16).fit(X, y)
     X32 = X.astype(np.float32)
     first, second = clf.forward_iter(X32), clf.forward_iter(X32)
-    pairs = list(zip(first, second))
+    pairs = list(itertools.zip_longest(first, second))  # both run to their end
     assert len(pairs) == len(range(0, len(X), 16))
     for a, b in pairs:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -611,3 +619,11 @@ def test_epoch_table_has_no_colour_codes_off_a_terminal(data, capsys):
     small(verbose=1, train_split=ValidSplit(4, stratified=True)).fit(X, y)
     out = capsys.readouterr().out
     assert "valid_loss" in out and "\x1b[" not in out
+
+
+def test_forward_in_training_mode_keeps_the_row_order(data):
+    X, y = data
+    clf = small(dropout=0.0, batch_norm=False).fit(X, y)  # train mode changes nothing then
+    X32 = X.astype(np.float32)
+    np.testing.assert_allclose(clf.forward(X32, training=True).numpy(),
+                               clf.decision_function(X), rtol=1e-5, atol=1e-5)
