@@ -755,9 +755,10 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
             return
         network = float64_copy(self.module_)
         dtype = next(network.parameters()).dtype
-        with torch.no_grad():
-            for rows, _ in batches:
-                yield to_device(network(rows.to(dtype)).reshape(-1), device)
+        for rows, _ in batches:
+            with torch.no_grad():  # not across the yield: the caller's grad mode is its own
+                logits = network(rows.to(dtype)).reshape(-1)
+            yield to_device(logits, device)
 
     # --------------------------------------------------------------- prediction
 

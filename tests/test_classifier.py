@@ -396,7 +396,11 @@ def test_interleaved_forward_iter_generators(data):
     clf = small(batch_size=16).fit(X, y)
     X32 = X.astype(np.float32)
     first, second = clf.forward_iter(X32), clf.forward_iter(X32)
-    pairs = list(itertools.zip_longest(first, second))  # both run to their end
+    pairs = []
+    for pair in itertools.zip_longest(first, second):  # both run to their end
+        assert torch.is_grad_enabled()  # the generators do not change the caller's mode
+        pairs.append(pair)
+    assert torch.is_grad_enabled()
     assert len(pairs) == len(range(0, len(X), 16))
     for a, b in pairs:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
