@@ -362,7 +362,7 @@ def test_small_batches_and_a_trailing_single_row_under_batch_norm(data):
     clf = small(batch_size=16, max_epochs=20, lr=1e-2).fit(X[:60], y[:60])
     assert clf.history[-1, "train_batch_count"] == 4  # 16 + 16 + 16 + 12
     assert roc_auc_score(y[60:], clf.predict_proba(X[60:])[:, 1]) > 0.85
-    odd = small(batch_size=16).fit(X[:33], y[:33])  # 33 = 2 * 16 + 1
+    odd = small(batch_size=16, max_epochs=1).fit(X[:33], y[:33])  # 33 = 2 * 16 + 1
     assert odd.history[-1, "train_batch_count"] == 2
 
 
@@ -383,10 +383,10 @@ def test_concurrent_prediction_matches_serial_prediction(data):
     from concurrent.futures import ThreadPoolExecutor
 
     X, y = data
-    clf = small(hidden_layer_sizes=(64, 64), batch_size=16).fit(X, y)
+    clf = small(hidden_layer_sizes=(32, 32), batch_size=16, max_epochs=1).fit(X, y)
     expected = clf.predict_proba(X)
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: clf.predict_proba(X), range(8)))
+        results = list(pool.map(lambda _: clf.predict_proba(X), range(4)))
     for result in results:
         np.testing.assert_array_equal(result, expected)
 
@@ -482,10 +482,11 @@ def test_partial_fit_runs_the_schedule_again(data):
 
 def test_lr_period_cycles_the_cosine(data):
     X, y = data
-    clf = small(max_epochs=8, lr=1e-2, lr_min=0.0, lr_period=2).fit(X, y)
+    X, y = X[:40], y[:40]  # one batch an epoch: the schedule is what is tested
+    clf = small(max_epochs=8, lr=1e-2, lr_min=0.0, lr_period=2, batch_size=40).fit(X, y)
     lrs = clf.history[:, "event_lr"]  # the rate each epoch trained with
     np.testing.assert_allclose(lrs, np.array([2, 1, 0, 1, 2, 1, 0, 1]) * 0.5e-2, atol=1e-12)
-    once = small(max_epochs=8, lr=1e-2, lr_min=0.0).fit(X, y)
+    once = small(max_epochs=4, lr=1e-2, lr_min=0.0, batch_size=40).fit(X, y)
     assert once.history[:, "event_lr"] == sorted(once.history[:, "event_lr"], reverse=True)
 
 
@@ -534,7 +535,7 @@ def test_components_the_classifier_fixes_are_refused(data, name, message):
         small().set_params(**{name: 0.5})
     with pytest.raises(ValueError, match=message):
         small(**{name: 0.5}).fit(X, y)
-    fitted = small().fit(X, y)
+    fitted = small(max_epochs=1).fit(X, y)
     with pytest.raises(ValueError, match=message):
         fitted.set_params(**{name: torch.optim.SGD})
 
@@ -547,7 +548,7 @@ def test_components_the_classifier_fixes_are_refused(data, name, message):
 )
 def test_set_params_after_fit_validates(data, params):
     X, y = data
-    clf = small().fit(X, y)
+    clf = small(max_epochs=1).fit(X, y)
     before = clf.get_params(deep=False)
     expected = clf.predict_proba(X)
     with pytest.raises(ValueError):
@@ -566,13 +567,13 @@ def test_changing_the_network_unfits_the_classifier(data, tmp_path, params):
     from sklearn_clipdet import save_detector
 
     X, y = data
-    clf = small().fit(X, y)
+    clf = small(max_epochs=1).fit(X, y)
     clf.set_params(**params)
     with pytest.raises(NotFittedError):
         clf.predict_proba(X)
     with pytest.raises(NotFittedError):
         save_detector(clf, tmp_path / "untrained.safetensors")
-    assert clf.get_params(deep=False) == {**small().get_params(deep=False), **params}
+    assert clf.get_params(deep=False) == {**small(max_epochs=1).get_params(deep=False), **params}
     clf.fit(X, y)
     assert np.isfinite(clf.predict_proba(X)).all()
 
