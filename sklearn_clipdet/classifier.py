@@ -9,18 +9,25 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetBinaryClassifier
-from skorch.callbacks import Callback, EpochTimer, PassthroughScoring
+from skorch.callbacks import EpochTimer, PassthroughScoring
 from skorch.dataset import Dataset
 from skorch.utils import is_dataset, to_device
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from ._batches import DeviceBatches, FeatureDataset
 from ._callbacks import PrintLog, RestartingLRScheduler
-from ._validation import check_finite_rows
+from ._classifier_checks import (
+    check_param_name,
+    check_params,
+    check_state,
+    fit_params_error,
+    float32_rows,
+    positive_int,
+)
 from .losses import LOSSES, DetectorLoss
 from .modules import DetectorMLP, float64_copy, state_spec
 from .optim import SAM, frozen_batchnorm_stats
@@ -381,7 +388,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
             known = self.get_params(deep=True)
             for name in params:
                 if name not in known:
-                    self._check_param_name(name)
+                    check_param_name(name, self._parameter_constraints, type(self).__name__)
             return self._store_params(params)
 
         current = self.get_params(deep=False)
@@ -425,53 +432,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         vars(self).update(vars(fresh))
 
     def _check_params(self, params):
-        """Raise for a parameter in ``params`` with an invalid name or value."""
-        for name in params:
-            self._check_param_name(name)
-        validate_parameter_constraints(
-            self._parameter_constraints, params, caller_name=type(self).__name__
-        )
-        sizes = params["hidden_layer_sizes"]
-        if not all(_positive_int(size) for size in sizes):
-            raise ValueError(f"hidden_layer_sizes must hold positive integers, got {sizes!r}.")
-        for item in params["callbacks"] or []:
-            callback = item[1] if isinstance(item, (tuple, list)) and len(item) == 2 else item
-            if not (isinstance(callback, Callback)
-                    or isinstance(callback, type) and issubclass(callback, Callback)):
-                raise ValueError(
-                    "callbacks must hold skorch callbacks or (name, callback) pairs; "
-                    f"got {item!r}."
-                )
-        train_batch = params.get("iterator_train__batch_size", params["batch_size"])
-        if params["batch_norm"] and train_batch < 2:
-            raise ValueError(
-                f"A training batch of {train_batch} row cannot be normalised: batch_norm=True "
-                "needs batch_size >= 2 (or iterator_train__batch_size >= 2). Use a larger "
-                "batch or batch_norm=False."
-            )
-
-    def _check_param_name(self, name):
-        """Raise a ValueError naming what to use instead of the parameter ``name``."""
-        component, _, option = name.partition("__")
-        if name in self._parameter_constraints or (component == "callbacks" and option):
-            return
-        cls = type(self).__name__
-        if component in ("iterator_train", "iterator_valid") and option:
-            options = [key for key in self._parameter_constraints if key.startswith(component)]
-            raise ValueError(
-                f"{name} is not supported: {cls} slices its batches from tensors on the "
-                f"device rather than through a DataLoader. Its {component} options are "
-                f"{', '.join(options)}."
-            )
-        if component in _REPLACEMENTS:
-            raise ValueError(
-                f"{name} is not a parameter of {cls}: {_REPLACEMENTS[component]}"
-            )
-        raise ValueError(
-            f"Invalid parameter {name!r} for {cls}. Valid parameters are: "
-            f"{sorted(p for p in self._parameter_constraints if '__' not in p)}, and skorch's "
-            "iterator_train__*, iterator_valid__* and callbacks__* options."
-        )
+        check_params(params, self._parameter_constraints, type(self).__name__)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -588,9 +549,9 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
     def _validate_training_data(self, X, y, fit_params, reset, classes=None):
         self._check_params(self.get_params(deep=False))
         if fit_params:
-            raise TypeError(_fit_params_message(type(self).__name__, fit_params))
+            raise fit_params_error(type(self).__name__, fit_params)
         X, y = validate_data(self, X, y, reset=reset, **_X_VALIDATION)
-        X = _float32_rows(X)
+        X = float32_rows(X)
         check_classification_targets(y)
         y_type = type_of_target(y, input_name="y", raise_unknown=True)
         if y_type != "binary":
@@ -710,7 +671,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         ``predefined_split``) is checked and converted first.
         """
         if isinstance(dataset, Dataset) and not isinstance(dataset, FeatureDataset):
-            X = _float32_rows(validate_data(self, dataset.X, reset=False, **_X_VALIDATION))
+            X = float32_rows(validate_data(self, dataset.X, reset=False, **_X_VALIDATION))
             y = None if dataset.y is None else np.asarray(dataset.y)
             if y is not None:
                 self._check_known_labels(y)
@@ -775,7 +736,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X = _float32_rows(validate_data(self, X, reset=False, **_X_VALIDATION))
+        X = float32_rows(validate_data(self, X, reset=False, **_X_VALIDATION))
         return self.forward(X, training=False).numpy()
 
     def predict_proba(self, X):
@@ -839,14 +800,14 @@ def restore_fitted(classifier, *, classes, n_features_in, feature_names_in, stat
     labels = classes.tolist()
     if len(labels) != 2 or np.unique(classes).tolist() != labels:
         raise ValueError(f"classes must be two distinct labels in sorted order, got {labels}.")
-    if not _positive_int(n_features_in):
+    if not positive_int(n_features_in):
         raise ValueError(f"n_features_in must be a positive integer, got {n_features_in!r}.")
     if feature_names_in is not None and (
         len(feature_names_in) != n_features_in
         or not all(isinstance(name, str) for name in feature_names_in)
     ):
         raise ValueError(f"feature_names_in must be {n_features_in} strings.")
-    _check_state(state_dict, state_spec(n_features_in, **classifier._network_params()))
+    check_state(state_dict, state_spec(n_features_in, **classifier._network_params()))
 
     classifier._classes = classes
     classifier.generated_label_ = classifier._generated_label(
@@ -882,73 +843,3 @@ _SKORCH_FIXED = (
     "module", "criterion", "optimizer", "dataset", "iterator_train", "iterator_valid",
     "predict_nonlinearity", "compile", "use_caching", "torch_load_kwargs",
 )
-_REPLACEMENTS = {
-    "module": "the network is set by hidden_layer_sizes, dropout, negative_slope and "
-    "batch_norm.",
-    "criterion": "the loss is set by loss, alpha, gamma, auc_margin and auc_power.",
-    "optimizer": "training uses AdamW (inside SAM when sam=True), set by lr, weight_decay, "
-    "sam, sam_rho and sam_adaptive.",
-    "iterator_train": "batches are sliced from tensors on the device; set batch_size or "
-    "iterator_train__batch_size, __shuffle, __drop_last.",
-    "iterator_valid": "batches are sliced from tensors on the device; set batch_size or "
-    "iterator_valid__batch_size.",
-    "dataset": "the rows are held in the classifier's own dataset.",
-}
-
-
-def _positive_int(value):
-    return isinstance(value, Integral) and not isinstance(value, bool) and value > 0
-
-
-def _fit_params_message(name, fit_params):
-    if "sample_weight" in fit_params:
-        return (
-            f"{name} does not support sample_weight: the CVaR and pairwise AUC terms rank "
-            "the rows of a batch, and weights have no agreed meaning there. Resample the "
-            "training rows instead (e.g. sklearn.utils.resample)."
-        )
-    return f"{name}.fit takes X and y only; got {sorted(fit_params)}."
-
-
-def _float32_rows(X):
-    """``X`` as C-ordered float32, after checking that no row holds NaN or inf, before
-    or after the conversion."""
-    check_finite_rows(
-        X, "Input X", "Remove or impute these rows (a featurizer with on_error='nan' marks "
-        "failed images this way)."
-    )
-    if X.dtype == np.float32:
-        return np.require(X, np.float32, ["C", "W"])
-    with np.errstate(over="ignore"):
-        rows = np.require(X, np.float32, ["C", "W"])
-    check_finite_rows(
-        rows, "Input X, converted to float32,", "The classifier computes in float32, whose "
-        "range ends near 3.4e38: rescale these features."
-    )
-    return rows
-
-
-def _check_state(state_dict, spec):
-    """Raise a ValueError unless ``state_dict`` holds exactly the tensors ``spec`` describes."""
-    missing = sorted(set(spec) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(spec))
-    if missing or unexpected:
-        raise ValueError(
-            f"the weights do not fit the configured network (missing {missing}, "
-            f"unexpected {unexpected})."
-        )
-    wrong = [
-        f"{name} {tuple(state_dict[name].shape)} {state_dict[name].dtype}"
-        for name, (shape, dtype) in spec.items()
-        if tuple(state_dict[name].shape) != shape or state_dict[name].dtype != dtype
-    ]
-    if wrong:
-        raise ValueError(
-            f"weights of unexpected shape or dtype for the configured network: {wrong}."
-        )
-    broken = [
-        name for name, tensor in state_dict.items()
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
-    ]
-    if broken:
-        raise ValueError(f"weights holding NaN or inf: {broken}.")

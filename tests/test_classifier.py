@@ -630,5 +630,5 @@ def test_forward_in_training_mode_keeps_the_row_order(data):
     X, y = data
     clf = small(dropout=0.0, batch_norm=False).fit(X, y)  # train mode changes nothing then
     X32 = X.astype(np.float32)
-    np.testing.assert_allclose(clf.forward(X32, training=True).numpy(),
+    np.testing.assert_allclose(clf.forward(X32, training=True).detach().numpy(),
                                clf.decision_function(X), rtol=1e-5, atol=1e-5)
