@@ -12,6 +12,7 @@ from ._version import __version__
 
 _EXPORTS = {
     "CLIPFeaturizer": ".featurizer",
+    "PAPER_RECIPE": ".classifier",
     "RobustMLPClassifier": ".classifier",
     "load_detector": ".persistence",
     "load_image_folder": ".datasets",

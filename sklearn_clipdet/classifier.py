@@ -1,43 +1,90 @@
 """RobustMLPClassifier: the method's MLP, objective and optimiser as a skorch net."""
 
+import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
 from types import MappingProxyType
 
 import numpy as np
 import torch
-from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetBinaryClassifier
-from skorch.callbacks import EpochTimer, LRScheduler, PassthroughScoring, PrintLog
-from skorch.utils import to_numpy, to_tensor
-from torch.func import functional_call
+from skorch.callbacks import EpochTimer, PassthroughScoring
+from skorch.dataset import Dataset
+from skorch.utils import is_dataset, to_device
 from torch.optim.lr_scheduler import CosineAnnealingLR
-from torch.utils.data import Dataset
 
-from ._validation import check_finite_rows
+from ._batches import DeviceBatches, FeatureDataset
+from ._callbacks import PrintLog, RestartingLRScheduler
+from ._classifier_checks import (
+    check_param_name,
+    check_params,
+    check_state,
+    fit_params_error,
+    float32_rows,
+    positive_int,
+)
 from .losses import LOSSES, DetectorLoss
-from .modules import DetectorMLP
+from .modules import DetectorMLP, float64_copy, state_spec
 from .optim import SAM, frozen_batchnorm_stats
+
+__all__ = ["PAPER_RECIPE", "RobustMLPClassifier", "restore_fitted"]
+
+#: Parameters of :class:`RobustMLPClassifier` that reproduce the reference
+#: training of arXiv 2404.12908 exactly, whatever the defaults become.
+PAPER_RECIPE = MappingProxyType(
+    {
+        "hidden_layer_sizes": (1536, 1536, 1536),
+        "dropout": 0.335,
+        "negative_slope": 0.01,
+        "batch_norm": True,
+        "loss": "cvar_auc",
+        "alpha": 0.8,
+        "gamma": 0.5,
+        "auc_margin": 0.6,
+        "auc_power": 2.0,
+        "sam": True,
+        "sam_rho": 0.05,
+        "sam_adaptive": False,
+        "lr": 1e-3,
+        "weight_decay": 0.01,
+        "max_epochs": 32,
+        "batch_size": 2048,
+        "lr_schedule": "cosine",
+        "lr_period": 8,
+        "lr_min": 1e-5,
+    }
+)
 
 
 class RobustMLPClassifier(NeuralNetBinaryClassifier):
     """MLP detector trained with a CVaR + pairwise-AUC loss under SAM.
 
-    The defaults reproduce "Robust CLIP-Based Detector for Exposing Diffusion
+    The method of "Robust CLIP-Based Detector for Exposing Diffusion
     Model-Generated Images" (arXiv 2404.12908): three hidden blocks of 1536
     units (Linear, BatchNorm1d, LeakyReLU 0.01, Dropout 0.335), one logit, the
     loss ``gamma * CVaR_alpha(BCE) + (1 - gamma) * AUC`` and Sharpness-Aware
     Minimisation around AdamW with cosine learning-rate annealing.
+    ``RobustMLPClassifier(**PAPER_RECIPE)`` reproduces the reference training
+    exactly (batch 2048, 32 epochs, a cosine period of 8 epochs, ...), see
+    :data:`~sklearn_clipdet.PAPER_RECIPE`.
 
     The estimator is a skorch :class:`~skorch.NeuralNetBinaryClassifier`, so
-    skorch callbacks work, and it follows scikit-learn's conventions: any two
-    class labels, ``classes_`` sorted, ``predict`` returns the original labels.
-    The network is built at fit time for the number of input features.
+    skorch callbacks, ``train_split``, ``history`` and the ``iterator_train__*``
+    options work, and it follows scikit-learn's conventions: any two class
+    labels, ``classes_`` sorted, ``predict`` returns the original labels. The
+    network is built at fit time for the number of input features.
+
+    Training keeps the rows on ``device`` (copied once per call) and slices
+    each batch from them, reshuffled every epoch; rows that do not fit in a
+    CUDA device's free memory are streamed to it in chunks. Prediction gives
+    each row the same score whatever else it is predicted with, and does not
+    modify the estimator: several threads may predict with one fitted
+    classifier at once.
 
     Parameters
     ----------
@@ -48,7 +95,10 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
     negative_slope : float, default=0.01
         LeakyReLU slope for negative inputs.
     batch_norm : bool, default=True
-        Whether each hidden block uses BatchNorm1d.
+        Whether each hidden block uses BatchNorm1d. BatchNorm needs at least
+        two rows per training batch, so ``batch_size`` must then be 2 or more;
+        a trailing batch of a single row is skipped (a different row each
+        epoch, since the order is reshuffled).
     loss : {"cvar_auc", "bce", "cvar", "auc"}, default="cvar_auc"
         Training objective. ``"cvar_auc"`` is the method's; the others are
         single terms for ablations (``"bce"`` is the plain mean cross-entropy).
@@ -71,30 +121,59 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
     weight_decay : float, default=0.01
         AdamW decoupled weight decay.
     max_epochs : int, default=32
-        Number of passes over the training data.
+        Number of passes over the training data per call to ``fit`` or
+        ``partial_fit``.
     batch_size : int, default=2048
         Mini-batch size for training and prediction. The AUC term compares all
         pairs within a batch, so small batches give a noisier objective.
     lr_schedule : {"cosine"} or None, default="cosine"
-        ``"cosine"`` anneals the learning rate from ``lr`` to ``lr_min`` over
-        ``max_epochs``; None keeps it constant.
+        ``"cosine"`` anneals the learning rate from ``lr`` to ``lr_min``
+        (PyTorch's ``CosineAnnealingLR``, stepped once per epoch); None keeps
+        it constant.
+    lr_period : int or None, default=None
+        Epochs the cosine takes from ``lr`` down to ``lr_min`` (its ``T_max``).
+        None anneals once over ``max_epochs``. A shorter period continues the
+        cosine past its minimum: the rate rises back to ``lr`` over the next
+        ``lr_period`` epochs and so on, as in the reference code
+        (``lr_period=max_epochs / 4``).
     lr_min : float, default=1e-5
-        Final learning rate of the cosine schedule.
+        Lowest learning rate of the cosine schedule.
     threshold : float in [0, 1], default=0.5
         Probability of ``classes_[1]`` above which :meth:`predict` returns it.
+    generated_label : str, int, float, bool or None, default=None
+        The label of generated images, one of the two classes. It does not
+        change training or the columns of :meth:`predict_proba` (always in
+        ``classes_`` order); it is recorded as ``generated_label_`` for the
+        evaluation tools and the command line, which score that class. None
+        means ``classes_[1]`` (1 for 0/1 labels); with labels that are not
+        numbers (e.g. "fake"/"real") ``fit`` then warns which label column 1
+        of ``predict_proba`` is.
     callbacks : list of (str, skorch.callbacks.Callback) or None, default=None
-        Extra skorch callbacks, e.g. early stopping or checkpoints.
+        Extra skorch callbacks, e.g. early stopping or checkpoints. Scoring
+        callbacks (``EpochScoring("accuracy")``, ...) compare ``predict`` with
+        the labels as given.
     train_split : callable or None, default=None
         skorch's internal validation split, e.g. ``skorch.dataset.ValidSplit(5)``;
         None trains on all the data (scikit-learn's model selection tools then
         do the validation).
+    warm_start : bool, default=False
+        When True, ``fit`` on a fitted classifier continues training its
+        network (as ``partial_fit`` does) instead of starting afresh.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and dropout, so that two fits
         give identical results. The global torch random state is left as it was.
     device : str or torch.device, default="cpu"
         Torch device for training and prediction, e.g. ``"cuda"``.
     verbose : int, default=0
-        Print a per-epoch log when positive.
+        Print a per-epoch table when positive (coloured only on a terminal).
+    **kwargs
+        skorch's nested options: ``iterator_train__batch_size``,
+        ``iterator_train__shuffle``, ``iterator_train__drop_last``,
+        ``iterator_valid__batch_size`` and ``callbacks__<name>[__<param>]``.
+        They are parameters like the others (kept by ``clone``). The network,
+        loss and optimiser are set by the parameters above, so ``module__*``,
+        ``criterion__*``, ``optimizer__*`` and other skorch components are
+        refused with a message naming what to use.
 
     Attributes
     ----------
@@ -102,6 +181,8 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         The two class labels, sorted. The logit and ``predict_proba[:, 1]``
         refer to ``classes_[1]``: with labels 0/1 that is 1 (generated); with
         "fake"/"real" it is "real".
+    generated_label_ : object
+        The label of generated images: ``generated_label``, or ``classes_[1]``.
     n_features_in_ : int
         Number of features seen in fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -110,6 +191,28 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         The trained network.
     history_ : skorch.history.History
         Per-epoch and per-batch training records.
+
+    Notes
+    -----
+    Each call to ``fit`` or ``partial_fit`` (and ``fit`` with ``warm_start``)
+    trains ``max_epochs`` epochs under the whole learning-rate schedule, from
+    ``lr``: further training is another run of the same schedule from the
+    current weights and optimiser state.
+
+    Changing a parameter of the network (``hidden_layer_sizes``, ``dropout``,
+    ``negative_slope``, ``batch_norm``) with ``set_params`` on a fitted
+    classifier makes it unfitted again: its trained weights no longer match
+    its parameters. Other parameters take effect at once (the loss, the
+    optimiser, the schedule, ``lr``, ``threshold``, ``generated_label``).
+
+    A ``KeyboardInterrupt`` during training is raised again after a warning
+    that says how many epochs ran (skorch would end ``fit`` quietly). The
+    classifier keeps the weights of that moment; callbacks' ``on_train_end``
+    does not run.
+
+    ``sample_weight`` is not supported: the CVaR and pairwise AUC terms rank
+    the rows of a batch, and weights have no agreed meaning there. Resample
+    the training rows instead.
 
     Examples
     --------
@@ -140,15 +243,37 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine"}), None],
+        "lr_period": [Interval(Integral, 1, None, closed="left"), None],
         "lr_min": [Interval(Real, 0, None, closed="left")],
         "threshold": [Interval(Real, 0, 1, closed="both")],
+        "generated_label": [str, Real, None],
         "callbacks": [list, None],
         "train_split": [callable, None],
+        "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "device": [str, torch.device],
         "verbose": ["verbose"],
+        # skorch's nested options that apply to this classifier's batches
+        "iterator_train__batch_size": [Interval(Integral, 1, None, closed="left")],
+        "iterator_train__shuffle": ["boolean"],
+        "iterator_train__drop_last": ["boolean"],
+        "iterator_valid__batch_size": [Interval(Integral, 1, None, closed="left")],
     }
 
+    # skorch's components, fixed here: class attributes rather than
+    # parameters, so that get_params lists what this classifier lets one set.
+    module = DetectorMLP
+    criterion = DetectorLoss
+    optimizer = torch.optim.AdamW
+    dataset = FeatureDataset
+    iterator_train = DeviceBatches
+    iterator_valid = DeviceBatches
+    predict_nonlinearity = "auto"
+    compile = False
+    torch_load_kwargs = None
+    # Scoring callbacks predict afresh and compare with the dataset's labels as
+    # given; skorch's cached outputs would come with the encoded targets.
+    use_caching = False
     # skorch's __init__ also records its bookkeeping state; scikit-learn expects
     # __init__ to store parameters only, so the unfitted values live here until
     # ``initialize`` sets them on the instance.
@@ -176,29 +301,33 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         max_epochs=32,
         batch_size=2048,
         lr_schedule="cosine",
+        lr_period=None,
         lr_min=1e-5,
         threshold=0.5,
+        generated_label=None,
         callbacks=None,
         train_split=None,
+        warm_start=False,
         random_state=None,
         device="cpu",
         verbose=0,
+        **kwargs,
     ):
         super().__init__(
             module=DetectorMLP,
             criterion=DetectorLoss,
-            optimizer=torch.optim.AdamW,
             lr=lr,
             max_epochs=max_epochs,
             batch_size=batch_size,
             train_split=train_split,
             callbacks=callbacks,
             threshold=threshold,
+            warm_start=warm_start,
             verbose=verbose,
             device=device,
         )
-        for name in ("history_", "initialized_", "virtual_params_"):
-            vars(self).pop(name)
+        for name in _SKORCH_FIXED + ("history_", "initialized_", "virtual_params_"):
+            vars(self).pop(name, None)
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
         self.negative_slope = negative_slope
@@ -213,40 +342,97 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         self.sam_adaptive = sam_adaptive
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
+        self.lr_period = lr_period
         self.lr_min = lr_min
+        self.generated_label = generated_label
         self.random_state = random_state
+        # Stored as given, as skorch does; fit refuses what does not apply.
+        vars(self).update(kwargs)
 
-    # Parameters are those of __init__, as in scikit-learn (skorch would list
-    # every public attribute, including the fixed module and optimiser).
-    _get_param_names = classmethod(BaseEstimator._get_param_names.__func__)
+    # ------------------------------------------------------------ parameters
+
+    def _get_param_names(self):
+        """The parameters of __init__, and the nested options set on this instance.
+
+        skorch would list every public attribute, including the fixed module
+        and optimiser; scikit-learn lists the signature only, so that ``clone``
+        would drop ``iterator_train__drop_last`` and the like.
+        """
+        own = BaseEstimator._get_param_names.__func__(type(self))
+        extra = [
+            name for name in vars(self)
+            if name not in own and not name.startswith("_") and not name.endswith("_")
+        ]
+        return sorted(own + extra)
+
     __repr__ = BaseEstimator.__repr__
 
     def set_params(self, **params):
-        """Set parameters; before fit they are stored only and checked by ``fit``.
+        """Set parameters.
 
-        Once the net is initialised, the components a parameter configures are
-        rebuilt (the network for ``hidden_layer_sizes``, ``dropout``, ...; the
-        loss for ``loss``, ``alpha``, ...; the optimiser for ``sam``,
-        ``weight_decay``, ...), and ``lr`` is set on the live optimiser.
+        Before fit they are stored only, and checked by ``fit``. On a fitted
+        classifier they are checked at once (an invalid value raises and
+        changes nothing), then the components they configure are rebuilt:
+        the loss for ``loss``, ``alpha``, ...; the optimiser for ``sam``,
+        ``weight_decay``, ...; the schedule for ``max_epochs``, ``lr_period``,
+        ...; ``lr`` is set on the live optimiser. A new value of a network
+        parameter (``hidden_layer_sizes``, ``dropout``, ``negative_slope``,
+        ``batch_norm``) makes the classifier unfitted, since its trained
+        weights no longer fit its parameters.
+
+        Returns
+        -------
+        self : RobustMLPClassifier
         """
-        if self.initialized_:
-            super().set_params(**params)
-            # Rebuild what the new values configure, as skorch does for module__ params.
-            if _MODULE_PARAMS.intersection(params):
-                self._initialize_module()
-                self._initialize_optimizer()
-            if _CRITERION_PARAMS.intersection(params):
-                self._initialize_criterion()
-            if _OPTIMIZER_PARAMS.intersection(params):
-                self._initialize_optimizer()
-            for group in self.optimizer_.param_groups:
-                # Lets the running learning-rate schedule go on with a rebuilt optimiser.
-                group.setdefault("initial_lr", self.lr)
+        if not self.initialized_:
+            known = self.get_params(deep=True)
+            for name in params:
+                if name not in known:
+                    check_param_name(name, self._parameter_constraints, type(self).__name__)
+            return self._store_params(params)
+
+        current = self.get_params(deep=False)
+        self._check_params({**current, **params})
+        if "generated_label" in params:
+            generated_label = self._generated_label(params["generated_label"], self.classes_)
+        network_changed = any(
+            name in _NETWORK_PARAMS and params[name] != current[name] for name in params
+        )
+        self._store_params(params)
+        if network_changed:
+            self._forget_training()
             return self
-        plain = {key: value for key, value in params.items() if "__" not in key}
-        BaseEstimator.set_params(self, **plain)
-        nested = {key: value for key, value in params.items() if "__" in key}
-        return super().set_params(**nested) if nested else self
+        if _CRITERION_PARAMS.intersection(params):
+            self._initialize_criterion()
+        if _OPTIMIZER_PARAMS.intersection(params):
+            self._initialize_optimizer()
+        if _SCHEDULE_PARAMS.intersection(params):
+            self._initialize_callbacks()
+        if "generated_label" in params:
+            self.generated_label_ = generated_label
+        return self
+
+    def _store_params(self, params):
+        iterator = {
+            name: value for name, value in params.items()
+            if name.startswith(("iterator_train__", "iterator_valid__"))
+        }
+        vars(self).update(iterator)  # skorch would rebuild a module for these
+        others = {name: value for name, value in params.items() if name not in iterator}
+        if not self.initialized_:  # store only; skorch would build the callbacks
+            BaseEstimator.set_params(self, **{k: v for k, v in others.items() if "__" not in k})
+            others = {name: value for name, value in others.items() if "__" in name}
+        # skorch sets lr on the live optimiser, and callbacks__* on the callbacks.
+        return super().set_params(**others) if others else self
+
+    def _forget_training(self):
+        """Return to the state of a new, unfitted classifier with the same parameters."""
+        fresh = type(self)(**self.get_params(deep=False))
+        vars(self).clear()
+        vars(self).update(vars(fresh))
+
+    def _check_params(self, params):
+        check_params(params, self._parameter_constraints, type(self).__name__)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -267,8 +453,10 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
             ("valid_loss", PassthroughScoring(name="valid_loss")),
         ]
         if self.lr_schedule is not None:  # "cosine", the one schedule; checked in fit
-            scheduler = LRScheduler(
-                policy=CosineAnnealingLR, T_max=self.max_epochs, eta_min=self.lr_min
+            scheduler = RestartingLRScheduler(
+                policy=CosineAnnealingLR,
+                T_max=self.max_epochs if self.lr_period is None else self.lr_period,
+                eta_min=self.lr_min,
             )
             callbacks.append(("lr_scheduler", scheduler))
         callbacks.append(("print_log", PrintLog()))
@@ -277,31 +465,34 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
     # ------------------------------------------------------------------ fitting
 
     def fit(self, X, y, **fit_params):
-        """Train the network from scratch.
+        """Train the network from scratch (or further, with ``warm_start=True``).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Feature rows (float32 or float64 arrays, DataFrames). NaN and inf
-            are rejected.
+            Feature rows (float32 or float64 arrays, DataFrames). NaN and inf,
+            also after conversion to float32, are rejected.
         y : array-like of shape (n_samples,)
             Labels of exactly two classes.
         **fit_params : dict
-            Passed to skorch's training loop.
+            Not supported (``sample_weight`` included): any raises TypeError.
 
         Returns
         -------
         self : RobustMLPClassifier
         """
-        X, y_encoded = self._validate_training_data(X, y, reset=True)
-        with self._seeded():
-            self.initialize()
-            # skorch's partial_fit runs the training loop on the validated data.
-            super().partial_fit(X, y_encoded, **fit_params)
+        continuing = self.warm_start and self.initialized_
+        X, y = self._validate_training_data(X, y, fit_params, reset=not continuing)
+        with self._seeded(not continuing):
+            if not continuing:
+                self.initialize()
+            self._train(X, y)
         return self
 
     def partial_fit(self, X, y, classes=None, **fit_params):
         """Continue training for ``max_epochs`` more epochs on (X, y).
+
+        The learning-rate schedule runs again from ``lr`` (see Notes).
 
         Parameters
         ----------
@@ -313,31 +504,54 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
             Both class labels. Needed on the first call when ``y`` does not
             contain both; ignored afterwards.
         **fit_params : dict
-            Passed to skorch's training loop.
+            Not supported: any raises TypeError.
 
         Returns
         -------
         self : RobustMLPClassifier
         """
         first_call = not self.initialized_
-        X, y_encoded = self._validate_training_data(X, y, reset=first_call, classes=classes)
+        X, y = self._validate_training_data(X, y, fit_params, reset=first_call, classes=classes)
         with self._seeded(first_call):
             if first_call:
                 self.initialize()
-            super().partial_fit(X, y_encoded, **fit_params)
+            self._train(X, y)
         return self
 
-    def _validate_training_data(self, X, y, reset, classes=None):
-        validate_parameter_constraints(
-            self._parameter_constraints, self.get_params(deep=False), type(self).__name__
-        )
-        sizes = self.hidden_layer_sizes
-        if not all(isinstance(s, Integral) and s > 0 for s in sizes):
-            raise ValueError(
-                f"hidden_layer_sizes must hold positive integers, got {sizes!r}."
+    def _train(self, X, y):
+        """skorch's training run (callbacks, history) on validated data."""
+        try:
+            super().partial_fit(X, y)
+        except _TrainingInterrupted as stop:
+            warnings.warn(
+                f"Training was interrupted after {stop.epochs_done} of {stop.epochs} epochs "
+                "(KeyboardInterrupt); the classifier keeps the weights of that moment.",
+                UserWarning,
+                stacklevel=3,
             )
+            raise stop.interrupt from None
+        finally:
+            self._set_training(False)
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """skorch's training loop; a KeyboardInterrupt ends it and is raised again.
+
+        skorch ends ``fit`` quietly on a KeyboardInterrupt, which would leave a
+        half-trained classifier looking like a trained one.
+        """
+        start = len(self.history)
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt as interrupt:
+            done = sum("train_batch_count" in row for row in list(self.history)[start:])
+            raise _TrainingInterrupted(interrupt, done, epochs or self.max_epochs) from None
+
+    def _validate_training_data(self, X, y, fit_params, reset, classes=None):
+        self._check_params(self.get_params(deep=False))
+        if fit_params:
+            raise fit_params_error(type(self).__name__, fit_params)
         X, y = validate_data(self, X, y, reset=reset, **_X_VALIDATION)
-        _check_finite_rows(X)
+        X = float32_rows(X)
         check_classification_targets(y)
         y_type = type_of_target(y, input_name="y", raise_unknown=True)
         if y_type != "binary":
@@ -353,15 +567,39 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
                     f"class: {labels.tolist()}. Pass both labels (real and generated) or, "
                     "for partial_fit, the `classes` argument."
                 )
+            self.generated_label_ = self._generated_label(self.generated_label, labels)
             self._classes = labels
+        self._check_known_labels(y)
+        return X, y
+
+    def _check_known_labels(self, y):
         unknown = np.setdiff1d(y, self.classes_)
         if unknown.size:
             raise ValueError(
                 f"y holds labels {unknown.tolist()} that are not in classes_ "
                 f"{self.classes_.tolist()}."
             )
-        y_encoded = np.searchsorted(self.classes_, y).astype(np.float32)
-        return np.require(X, np.float32, ["C", "W"]), y_encoded
+
+    @staticmethod
+    def _generated_label(label, classes, warn=True):
+        """``label`` checked against ``classes``, or ``classes[1]`` for None (see the class doc)."""
+        labels = classes.tolist()
+        if label is None:
+            if warn and not all(isinstance(label, Real) for label in labels):
+                warnings.warn(
+                    f"The labels are {labels}; column 1 of predict_proba is the probability "
+                    f"of {labels[1]!r} (classes_ are sorted), and evaluation tools and the "
+                    f"command line score that class. If {labels[0]!r} marks the generated "
+                    f"images, set generated_label={labels[0]!r}; set "
+                    f"generated_label={labels[1]!r} to confirm the default and silence "
+                    "this warning.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            return classes[1]
+        if label not in labels:
+            raise ValueError(f"generated_label={label!r} is not one of the classes {labels}.")
+        return classes[labels.index(label)]
 
     @contextmanager
     def _seeded(self, active=True):
@@ -380,15 +618,18 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
 
     # -------------------------------------------------- skorch building blocks
 
-    def initialize_module(self):
-        """Build the MLP for ``n_features_in_`` inputs."""
-        self.module_ = DetectorMLP(
-            n_features=self.n_features_in_,
+    def _network_params(self):
+        """The arguments of :class:`DetectorMLP` besides ``n_features``."""
+        return dict(
             hidden_layer_sizes=tuple(self.hidden_layer_sizes),
             dropout=self.dropout,
             negative_slope=self.negative_slope,
             batch_norm=self.batch_norm,
         )
+
+    def initialize_module(self):
+        """Build the MLP for ``n_features_in_`` inputs."""
+        self.module_ = DetectorMLP(n_features=self.n_features_in_, **self._network_params())
         return self
 
     def initialize_criterion(self):
@@ -414,6 +655,37 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
             self.optimizer_ = torch.optim.AdamW(params, **adamw)
         return self
 
+    def get_dataset(self, X, y=None):
+        """The rows with their labels as given and encoded for the loss."""
+        if is_dataset(X):
+            return X
+        targets = None if y is None else (y == self.classes_[1]).astype(np.float32)
+        return FeatureDataset(X, y, targets)
+
+    def get_iterator(self, dataset, training=False):
+        """Batches sliced from tensors on ``device`` (see :class:`DeviceBatches`).
+
+        Training batches are reshuffled every epoch; with BatchNorm, a trailing
+        batch of one row is skipped (BatchNorm cannot normalise it), a
+        different row each epoch. A plain skorch ``Dataset`` (as from skorch's
+        ``predefined_split``) is checked and converted first.
+        """
+        if isinstance(dataset, Dataset) and not isinstance(dataset, FeatureDataset):
+            X = float32_rows(validate_data(self, dataset.X, reset=False, **_X_VALIDATION))
+            y = None if dataset.y is None else np.asarray(dataset.y)
+            if y is not None:
+                self._check_known_labels(y)
+            dataset = self.get_dataset(X, y)
+        prefix = "iterator_train" if training else "iterator_valid"
+        options = {"batch_size": self.batch_size, **self.get_params_for(prefix)}
+        if training:
+            options.setdefault("shuffle", True)
+            options.setdefault(
+                "drop_last", self.batch_norm and len(dataset) % options["batch_size"] == 1
+            )
+        iterator = self.iterator_train if training else self.iterator_valid
+        return iterator(dataset, device=self.device, **options)
+
     def train_step_single(self, batch, **fit_params):
         """Forward, loss and backward on one batch.
 
@@ -425,45 +697,29 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
                 return super().train_step_single(batch, **fit_params)
         return super().train_step_single(batch, **fit_params)
 
-    def get_iterator(self, dataset, training=False):
-        """Shuffle training batches; skip a trailing batch of one sample.
-
-        BatchNorm cannot normalise a batch of one sample. Since the batches are
-        reshuffled every epoch, the skipped sample differs from epoch to epoch.
-        """
-        if not training:
-            return super().get_iterator(dataset, training=False)
-        kwargs = {"shuffle": True, "batch_size": self.batch_size}
-        kwargs.update(self.get_params_for("iterator_train"))
-        size = kwargs["batch_size"]
-        kwargs.setdefault("drop_last", self.batch_norm and len(dataset) % size == 1)
-        return self.iterator_train(dataset, **kwargs)
-
-    def infer(self, x, **fit_params):
-        """Module output; in evaluation mode computed in float64.
-
-        A float32 matrix product rounds differently depending on how many rows
-        it multiplies, so a sample's score would change with the batch it is
-        predicted in. Evaluating in float64 makes scores batch-independent.
-        """
-        if self.module_.training:
-            return super().infer(x, **fit_params)
-        state = getattr(self, "_eval_weights", None) or _float64_state(self.module_)
-        if state is None:  # no float64 on this device (Apple MPS)
-            return super().infer(x, **fit_params)
-        x = to_tensor(x, device=self.device).double()
-        return functional_call(self.module_, state, (x,), fit_params).reshape(-1)
-
     def forward_iter(self, X, training=False, device="cpu"):
-        """Batches of module output; the float64 weights are made once per call."""
+        """Batches of module output, in the order of the rows of ``X``.
+
+        In evaluation the output is computed in float64: a float32 matrix
+        product rounds differently depending on how many rows it multiplies,
+        while in float64 a row's score does not depend on the batch it is
+        predicted in. The float64 network is a copy local to this call (see
+        :func:`~sklearn_clipdet.modules.float64_copy`), so prediction leaves
+        the estimator as it was and may run in several threads at once. With
+        ``training=True`` the network itself runs in training mode (dropout on).
+        """
+        self.check_is_fitted()
+        batches = self.get_iterator(self.get_dataset(X), training=False)  # not shuffled
         if training:
-            yield from super().forward_iter(X, training=training, device=device)
+            for rows, _ in batches:
+                yield to_device(self.evaluation_step((rows, None), training=True), device)
             return
-        self._eval_weights = _float64_state(self.module_)
-        try:
-            yield from super().forward_iter(X, training=training, device=device)
-        finally:
-            del self._eval_weights
+        network = float64_copy(self.module_)
+        dtype = next(network.parameters()).dtype
+        for rows, _ in batches:
+            with torch.no_grad():  # not across the yield: the caller's grad mode is its own
+                logits = network(rows.to(dtype)).reshape(-1)
+            yield to_device(logits, device)
 
     # --------------------------------------------------------------- prediction
 
@@ -480,12 +736,8 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        if not isinstance(X, Dataset):  # skorch's scoring callbacks pass Datasets
-            X = validate_data(self, X, reset=False, **_X_VALIDATION)
-            _check_finite_rows(X)
-            X = np.require(X, np.float32, ["C"])
-        logits = self.forward(X, training=False)
-        return to_numpy(logits).astype(np.float64).reshape(-1)
+        X = float32_rows(validate_data(self, X, reset=False, **_X_VALIDATION))
+        return self.forward(X, training=False).numpy()
 
     def predict_proba(self, X):
         """Class probabilities, columns ordered as ``classes_``.
@@ -499,8 +751,8 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         -------
         ndarray of shape (n_samples, 2)
         """
-        positive = expit(self.decision_function(X))
-        return np.column_stack([1.0 - positive, positive])
+        logits = torch.from_numpy(self.decision_function(X))
+        return torch.stack([torch.sigmoid(-logits), torch.sigmoid(logits)], dim=1).numpy()
 
     def predict(self, X):
         """Predicted class labels.
@@ -519,24 +771,75 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         return self.classes_[positive.astype(np.intp)]
 
 
+def restore_fitted(classifier, *, classes, n_features_in, feature_names_in, state_dict):
+    """Make an unfitted ``classifier`` the fitted one these values describe.
+
+    For :func:`~sklearn_clipdet.load_detector`. Everything is checked before
+    the network is built, so a damaged or crafted description fails fast with
+    a ValueError (or TypeError), whatever sizes it claims.
+
+    Parameters
+    ----------
+    classifier : RobustMLPClassifier
+        Unfitted, with the saved parameters.
+    classes : ndarray of shape (2,)
+        The two labels, sorted and distinct.
+    n_features_in : int
+        Width of the input rows.
+    feature_names_in : list of str or None
+        Column names seen in fit.
+    state_dict : dict of str to torch.Tensor
+        The network's ``state_dict``.
+
+    Returns
+    -------
+    RobustMLPClassifier
+        ``classifier``, fitted and in evaluation mode.
+    """
+    classifier._check_params(classifier.get_params(deep=False))
+    labels = classes.tolist()
+    if len(labels) != 2 or np.unique(classes).tolist() != labels:
+        raise ValueError(f"classes must be two distinct labels in sorted order, got {labels}.")
+    if not positive_int(n_features_in):
+        raise ValueError(f"n_features_in must be a positive integer, got {n_features_in!r}.")
+    if feature_names_in is not None and (
+        len(feature_names_in) != n_features_in
+        or not all(isinstance(name, str) for name in feature_names_in)
+    ):
+        raise ValueError(f"feature_names_in must be {n_features_in} strings.")
+    check_state(state_dict, state_spec(n_features_in, **classifier._network_params()))
+
+    classifier._classes = classes
+    classifier.generated_label_ = classifier._generated_label(
+        classifier.generated_label, classes, warn=False
+    )
+    classifier.n_features_in_ = n_features_in
+    if feature_names_in is not None:
+        classifier.feature_names_in_ = np.array(feature_names_in, dtype=object)
+    with torch.random.fork_rng(devices=[]):  # the initial weights are replaced at once
+        classifier.initialize()
+    classifier.module_.load_state_dict(state_dict)
+    classifier.module_.eval()
+    return classifier
+
+
+class _TrainingInterrupted(BaseException):
+    """Carries a KeyboardInterrupt past skorch, which would swallow it."""
+
+    def __init__(self, interrupt, epochs_done, epochs):
+        super().__init__(interrupt)
+        self.interrupt = interrupt
+        self.epochs_done = epochs_done
+        self.epochs = epochs
+
+
 _X_VALIDATION = dict(dtype=(np.float32, np.float64), ensure_all_finite=False)
-_MODULE_PARAMS = {"hidden_layer_sizes", "dropout", "negative_slope", "batch_norm"}
+_NETWORK_PARAMS = {"hidden_layer_sizes", "dropout", "negative_slope", "batch_norm"}
 _CRITERION_PARAMS = {"loss", "alpha", "gamma", "auc_margin", "auc_power"}
 _OPTIMIZER_PARAMS = {"sam", "sam_rho", "sam_adaptive", "weight_decay"}
-
-
-def _float64_state(module):
-    """The module's parameters and buffers in float64, or None where float64 is missing."""
-    if next(module.parameters()).device.type == "mps":
-        return None
-    return {
-        name: tensor.double() if tensor.is_floating_point() else tensor
-        for name, tensor in module.state_dict().items()
-    }
-
-
-def _check_finite_rows(X):
-    check_finite_rows(
-        X, "Input X", "Remove or impute these rows (a featurizer with on_error='nan' marks "
-        "failed images this way)."
-    )
+_SCHEDULE_PARAMS = {"lr_schedule", "lr_period", "lr_min", "max_epochs"}
+# skorch __init__ arguments that this classifier fixes (class attributes above).
+_SKORCH_FIXED = (
+    "module", "criterion", "optimizer", "dataset", "iterator_train", "iterator_valid",
+    "predict_nonlinearity", "compile", "use_caching", "torch_load_kwargs",
+)

@@ -1,5 +1,8 @@
-"""Torch modules used by the estimators."""
+"""Torch modules used by the estimators, and ways to evaluate them."""
 
+import copy
+
+import torch
 from torch import nn
 
 
@@ -51,3 +54,49 @@ class DetectorMLP(nn.Module):
 
     def forward(self, X):
         return self.output(self.hidden(X)).squeeze(-1)
+
+
+def state_spec(n_features, **network_params):
+    """Shape and dtype of every tensor of a :class:`DetectorMLP`'s ``state_dict``.
+
+    The network is built on torch's "meta" device, which allocates nothing,
+    so the answer costs next to nothing whatever the sizes.
+
+    Parameters
+    ----------
+    n_features : int
+        Width of the input rows.
+    **network_params
+        The other arguments of :class:`DetectorMLP`.
+
+    Returns
+    -------
+    dict
+        ``{name: (shape, dtype)}``.
+    """
+    with torch.device("meta"):
+        module = DetectorMLP(n_features, **network_params)
+    return {name: (tuple(t.shape), t.dtype) for name, t in module.state_dict().items()}
+
+
+def float64_copy(module):
+    """A float64 copy of ``module`` in evaluation mode; ``module`` is left untouched.
+
+    A float32 matrix product rounds differently depending on how many rows it
+    multiplies, so in float32 a sample's output would depend on the batch it
+    is computed in; in float64 the difference stays far below float32's
+    resolution. Since the copy is private to its caller, several threads may
+    each evaluate their own at once. Where float64 is missing (Apple MPS) the
+    module itself is returned (it must then be in evaluation mode).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    if next(module.parameters()).device.type == "mps":
+        return module
+    return copy.deepcopy(module).double().eval()

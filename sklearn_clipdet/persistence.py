@@ -4,27 +4,30 @@
 runs arbitrary code. :func:`save_detector` writes one ``.safetensors`` file
 that holds only tensors (the classifier's weights) and a JSON header (the
 parameters of both steps, the classes, the backbone's identity); loading it
-unpickles nothing. The CLIP backbone's weights are not stored: the loaded
-featurizer fetches them, as on first use, from its ``model_name`` and
-``pretrained``.
+unpickles nothing, and takes from the file only settings it can check. The
+CLIP backbone's weights are not stored: the loaded featurizer fetches them, as
+on first use, from a source in open_clip's registry or from where the caller
+says they are.
 """
 
 import hashlib
 import json
+import math
 import warnings
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted
 
 from ._backbone import resolve_device
+from ._files import atomic_write
 from ._version import __version__
-from .classifier import RobustMLPClassifier
+from .classifier import RobustMLPClassifier, restore_fitted
 from .featurizer import CLIPFeaturizer
 
 FORMAT = "sklearn-clipdet-detector"
@@ -34,7 +37,8 @@ _MODULE_PREFIX = "classifier.module."
 
 
 class DetectorFileError(ValueError):
-    """A detector file is truncated, incomplete, tampered with, or not one at all."""
+    """A detector file is truncated, incomplete, damaged, not one at all, or holds
+    settings that cannot be used as they are."""
 
 
 def save_detector(detector, path):
@@ -47,7 +51,18 @@ def save_detector(detector, path):
         :class:`RobustMLPClassifier` (as made by :func:`make_detector`), or a
         fitted classifier alone.
     path : str or path-like
-        Output file, conventionally ending in ``.safetensors``.
+        Output file, conventionally ending in ``.safetensors``. It is written
+        to a temporary file in the same folder and renamed, so ``path`` is
+        either complete or left as it was; its permissions follow the umask.
+
+    Notes
+    -----
+    The file records a SHA-256 checksum of its header and weights. It detects
+    accidental damage (a truncated copy, flipped bits, a hand edit); it does
+    not protect against a malicious author, who can write a matching
+    checksum. Loading runs no code from the file whatever it holds, and
+    refuses settings that would reach the file system or the network: the
+    featurizer's ``cache_dir`` is not saved.
 
     Raises
     ------
@@ -71,6 +86,7 @@ def save_detector(detector, path):
     if featurizer is not None:
         header["backbone"] = _backbone_identity(featurizer)
         header["featurizer"] = _json_params(featurizer)
+        del header["featurizer"]["cache_dir"]  # where to cache is the loading user's choice
         # The loaded featurizer checks that it computes the same features.
         header["featurizer"]["backbone_fingerprint"] = header["backbone"]["fingerprint"]
     tensors = {
@@ -78,10 +94,11 @@ def save_detector(detector, path):
         for name, tensor in classifier.module_.state_dict().items()
     }
     header["checksum"] = _checksum(header, tensors)
-    save_file(tensors, str(path), metadata={_HEADER_KEY: json.dumps(header)})
+    metadata = {_HEADER_KEY: json.dumps(header)}
+    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
 
 
-def load_detector(path, *, device=None):
+def load_detector(path, *, device=None, model_name=None, pretrained=None):
     """Load a detector written by :func:`save_detector`, unpickling nothing.
 
     Parameters
@@ -90,25 +107,58 @@ def load_detector(path, *, device=None):
         File written by :func:`save_detector`.
     device : str or None, default=None
         Torch device for both steps ("auto" picks CUDA when available); None
-        keeps the devices the detector was saved with.
+        keeps the devices the detector was saved with (the CPU when a saved
+        CUDA device is missing).
+    model_name : str or None, default=None
+        Where the featurizer gets its CLIP backbone, as for
+        :class:`CLIPFeaturizer` (with ``pretrained``). None uses the source
+        saved in the file, but only an open_clip architecture with a
+        pretrained tag from open_clip's registry (such as ``"ViT-L-14"`` with
+        ``"openai"``) or with ``pretrained=None``; a saved ``local-dir:`` or
+        ``hf-hub:`` source or checkpoint file is refused, since a file should
+        not choose what is read from disk or fetched from the network. Either
+        way the featurizer checks that the backbone is the one the detector
+        was trained with (its fingerprint) and warns when it is not.
+    pretrained : str or None, default=None
+        Pretrained tag or checkpoint file of ``model_name``; only with
+        ``model_name``.
 
     Returns
     -------
     Pipeline or RobustMLPClassifier
-        What was saved, fitted. A featurizer loads its CLIP backbone on first use.
+        What was saved, fitted. A featurizer loads its CLIP backbone on first
+        use; it has no ``cache_dir`` (set one with ``set_params``).
 
     Raises
     ------
     DetectorFileError
         If the file is not a safetensors file, is truncated, lacks part of the
-        configuration or weights, or its weights do not match their checksum.
+        configuration or weights, its content does not match its checksum, or
+        it holds settings that are invalid or not to be taken from a file
+        (such as a backbone on disk).
+    ValueError
+        If ``device`` is not available here, or ``pretrained`` comes without
+        ``model_name``.
 
     Warns
     -----
     UserWarning
         If the file was written by another version of sklearn-clipdet.
+
+    Notes
+    -----
+    The SHA-256 checksum in the file detects accidental damage, not a
+    malicious author (who can recompute it). Loading runs no code from the
+    file and checks every setting and tensor shape before building anything.
     """
     path = Path(path)
+    if pretrained is not None and model_name is None:
+        raise ValueError(
+            f"pretrained={pretrained!r} needs model_name: pass both to say where the "
+            "backbone is."
+        )
+    if device is not None:
+        _check_device_available(device)
     if not path.is_file():
         raise FileNotFoundError(f"No detector file at {path}.")
     try:
@@ -149,12 +199,64 @@ def load_detector(path, *, device=None):
     classifier = _build_classifier(path, header["classifier"], tensors)
     if header["featurizer"] is None:
         return classifier
+    featurizer_params = _featurizer_params(path, header["featurizer"], model_name, pretrained)
     try:
-        featurizer = CLIPFeaturizer(**header["featurizer"]).fit(None)
+        featurizer = CLIPFeaturizer(**featurizer_params).fit(None)
     except (TypeError, ValueError) as exc:
         raise DetectorFileError(f"{path}: invalid featurizer settings: {exc}") from exc
     featurizer_name, classifier_name = header["steps"]
     return Pipeline([(featurizer_name, featurizer), (classifier_name, classifier)])
+
+
+def _check_device_available(device):
+    try:
+        resolved = torch.device(resolve_device(device))
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device: {exc}") from exc
+    if resolved.type == "cuda" and (
+        not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count()
+    ):
+        raise ValueError(
+            f"device={device!r} was asked for, but torch finds no such CUDA device on this "
+            "machine. Pass device='cpu', or device=None to use the saved device where "
+            "it exists."
+        )
+
+
+def _featurizer_params(path, params, model_name, pretrained):
+    """The saved featurizer settings, with a backbone source fit to use (see load_detector)."""
+    params = dict(params)
+    saved_cache = params.pop("cache_dir", None)  # files of version 1 may hold one
+    if saved_cache is not None:
+        warnings.warn(
+            f"{path} holds cache_dir={saved_cache!r}, which is ignored: a detector file does "
+            "not choose where features are cached. Set clipfeaturizer__cache_dir yourself.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if model_name is not None:
+        params.update(model_name=model_name, pretrained=pretrained)
+        return params
+    saved = params.get("model_name"), params.get("pretrained")
+    if not _registry_source(*saved):
+        raise DetectorFileError(
+            f"{path} was saved with the backbone model_name={saved[0]!r}, "
+            f"pretrained={saved[1]!r}. load_detector takes from a file only open_clip "
+            "architectures with a pretrained tag from open_clip's registry (or none); pass "
+            "model_name=... (and pretrained=...) to load_detector, or --model/--pretrained "
+            "to clipdet, to say where this backbone is. Its fingerprint is still checked."
+        )
+    return params
+
+
+def _registry_source(model_name, pretrained):
+    """Whether (model_name, pretrained) names an open_clip architecture and registry tag."""
+    if not isinstance(model_name, str) or model_name not in open_clip.list_models():
+        return False
+    return pretrained is None or (
+        isinstance(pretrained, str)
+        and pretrained in open_clip.list_pretrained_tags_by_model(model_name)
+    )
 
 
 # --------------------------------------------------------------------- saving
@@ -268,6 +370,9 @@ _REQUIRED_CLASSIFIER = {
     "n_features_in": int,
     "feature_names_in": (list, type(None)),
 }
+_LABEL_TYPES = (str, int, float, bool)
+_LABEL_DTYPE_KINDS = "biufU"
+_LABEL_DTYPE_MAX_BYTES = 2**18
 
 
 def _read_header(path, metadata):
@@ -278,17 +383,22 @@ def _read_header(path, metadata):
         )
     try:
         header = json.loads(metadata[_HEADER_KEY])
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise DetectorFileError(f"{path}: the detector header is not valid JSON: {exc}") from exc
     _check_fields(path, header, _REQUIRED, "header")
-    if header["format"] != FORMAT or header["format_version"] > FORMAT_VERSION:
+    version = header["format_version"]
+    if header["format"] != FORMAT or isinstance(version, bool) or not 0 < version <= FORMAT_VERSION:
         raise DetectorFileError(
-            f"{path} holds format {header['format']!r} version {header['format_version']}; "
-            f"this sklearn-clipdet reads {FORMAT!r} up to version {FORMAT_VERSION}."
+            f"{path} holds format {header['format']!r} version {version!r}; "
+            f"this sklearn-clipdet reads {FORMAT!r} versions 1 to {FORMAT_VERSION}."
         )
     _check_fields(path, header["classifier"], _REQUIRED_CLASSIFIER, "classifier section")
-    if header["featurizer"] is not None and (
-        not isinstance(header["steps"], list) or len(header["steps"]) != 2
+    steps = header["steps"]
+    if header["featurizer"] is not None and not (
+        isinstance(steps, list)
+        and len(steps) == 2
+        and all(isinstance(name, str) and name and "__" not in name for name in steps)
+        and steps[0] != steps[1]
     ):
         raise DetectorFileError(f"{path}: the header does not name the two pipeline steps.")
     return header
@@ -307,40 +417,51 @@ def _check_fields(path, section, required, where):
 
 def _build_classifier(path, config, tensors):
     params = dict(config["params"])
+    if params.get("callbacks") not in (None, []):
+        raise DetectorFileError(f"{path}: a detector file holds no callbacks.")
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    classes = _saved_classes(path, config)
+    outside = sorted(name for name in tensors if not name.startswith(_MODULE_PREFIX))
+    if outside:
+        raise DetectorFileError(f"{path}: unexpected tensors {outside}.")
+    state = {name[len(_MODULE_PREFIX) :]: tensor for name, tensor in tensors.items()}
     try:
-        classifier = RobustMLPClassifier(**params)
-        validate_parameter_constraints(
-            classifier._parameter_constraints, classifier.get_params(deep=False),
-            caller_name="RobustMLPClassifier",
+        return restore_fitted(
+            RobustMLPClassifier(**params),
+            classes=classes,
+            n_features_in=config["n_features_in"],
+            feature_names_in=config["feature_names_in"],
+            state_dict=state,
         )
-    except (TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, OverflowError, RecursionError, RuntimeError, TypeError,
+            ValueError) as exc:
         raise DetectorFileError(f"{path}: invalid classifier settings: {exc}") from exc
-    dtype = object if config["classes_dtype"] == "object" else np.dtype(config["classes_dtype"])
-    classifier._classes = np.array(config["classes"], dtype=dtype)
-    classifier.n_features_in_ = config["n_features_in"]
-    if config["feature_names_in"] is not None:
-        classifier.feature_names_in_ = np.array(config["feature_names_in"], dtype=object)
-    with classifier._seeded():
-        classifier.initialize()
 
-    state = {
-        name[len(_MODULE_PREFIX) :]: tensor
-        for name, tensor in tensors.items()
-        if name.startswith(_MODULE_PREFIX)
-    }
-    expected = classifier.module_.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
+
+def _saved_classes(path, config):
+    """The saved labels as an array of the saved dtype, after checking both."""
+    labels, dtype = config["classes"], config["classes_dtype"]
+    kinds = {type(label) for label in labels}
+    if len(labels) != 2 or len(kinds) != 1 or not kinds <= set(_LABEL_TYPES) or any(
+        isinstance(label, float) and not math.isfinite(label) for label in labels
+    ):
         raise DetectorFileError(
-            f"{path}: the weights do not fit the configured network "
-            f"(missing {missing}, unexpected {unexpected})."
+            f"{path}: classes must be two labels of one JSON type (string, integer, number "
+            f"or boolean); got {labels!r}."
         )
-    wrong_shape = [k for k in expected if expected[k].shape != state[k].shape]
-    if wrong_shape:
-        raise DetectorFileError(f"{path}: weights with unexpected shapes: {wrong_shape}.")
-    classifier.module_.load_state_dict(state)
-    classifier.module_.eval()
-    return classifier
+    try:
+        dtype = object if dtype == "object" else np.dtype(dtype)
+    except (TypeError, ValueError) as exc:
+        raise DetectorFileError(f"{path}: classes_dtype {dtype!r} is not a dtype.") from exc
+    if dtype is not object and (
+        dtype.kind not in _LABEL_DTYPE_KINDS or dtype.itemsize > _LABEL_DTYPE_MAX_BYTES
+    ):
+        raise DetectorFileError(f"{path}: classes_dtype {dtype.str!r} cannot hold labels.")
+    classes = np.array(labels, dtype=dtype)
+    if classes.tolist() != labels:
+        raise DetectorFileError(
+            f"{path}: classes {labels!r} do not survive conversion to classes_dtype "
+            f"{config['classes_dtype']!r}."
+        )
+    return classes

@@ -14,6 +14,7 @@ def make_detector(
     modalities="image+text",
     cache_dir=None,
     device="auto",
+    generated_label=None,
     random_state=None,
     verbose=0,
     featurizer_params=None,
@@ -42,12 +43,19 @@ def make_detector(
         and every scoring encodes its images again.
     device : str, default="auto"
         Torch device of both steps; "auto" picks CUDA when available.
+    generated_label : str, int, float, bool or None, default=None
+        The label of generated images in ``y``, recorded by the classifier as
+        ``generated_label_`` for the evaluation tools and the command line
+        (see :class:`RobustMLPClassifier`). None means the larger label (1
+        for 0/1 labels); set it for labels such as "fake"/"real".
     random_state : int, RandomState instance or None, default=None
         Seed of the classifier's training.
     verbose : int, default=0
         Progress bar for the featurizer and epoch log for the classifier.
     featurizer_params, classifier_params : dict or None, default=None
         Further parameters of each step; they override the arguments above.
+        ``classifier_params=PAPER_RECIPE`` trains exactly as the paper's
+        reference code (see :data:`~sklearn_clipdet.PAPER_RECIPE`).
 
     Returns
     -------
@@ -75,6 +83,7 @@ def make_detector(
     classifier = RobustMLPClassifier(
         **{
             "device": resolve_device(device),
+            "generated_label": generated_label,
             "random_state": random_state,
             "verbose": verbose,
             **(classifier_params or {}),

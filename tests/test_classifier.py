@@ -1,5 +1,7 @@
+import itertools
 import math
 import pickle
+import warnings
 
 import joblib
 import numpy as np
@@ -14,7 +16,8 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import EpochScoring, LRScheduler
-from skorch.dataset import ValidSplit
+from skorch.dataset import Dataset, ValidSplit
+from skorch.helper import predefined_split
 
 from sklearn_clipdet import RobustMLPClassifier
 from sklearn_clipdet.losses import DetectorLoss
@@ -67,7 +70,7 @@ def test_network_optimiser_and_schedule_built_at_fit_time():
     assert (clf.criterion_.alpha, clf.criterion_.gamma) == (0.8, 0.5)
     scheduler = dict(clf.callbacks_)["lr_scheduler"]
     assert isinstance(scheduler, LRScheduler)
-    assert scheduler.kwargs == {"T_max": 1, "eta_min": 1e-5}
+    assert scheduler.kwargs == {"T_max": 1, "eta_min": 1e-5, "last_epoch": -1}
 
 
 def test_kaiming_uniform_initialisation():
@@ -304,8 +307,8 @@ def test_set_params_after_fit_rebuilds_what_it_configures(data):
     assert (clf.criterion_.loss, clf.criterion_.alpha) == ("bce", 0.3)
     group = clf.optimizer_.param_groups[0]
     assert (group["rho"], group["weight_decay"]) == (0.2, 0.5)
-    clf.set_params(hidden_layer_sizes=(8, 4))
-    assert clf.module_.hidden[0].out_features == 8
+    clf.set_params(lr=0.05)
+    assert clf.optimizer_.param_groups[0]["lr"] == 0.05
     clf.partial_fit(X, y)
     assert np.isfinite(clf.predict_proba(X)).all()
 
@@ -316,3 +319,316 @@ def test_prediction_in_float64_leaves_no_state_behind(data):
     before = set(vars(clf))
     clf.predict_proba(X)
     assert set(vars(clf)) == before
+
+
+# --------------------------------------------------------- device-resident batches
+
+
+def test_training_batches_are_sliced_from_tensors_and_reshuffled(data, monkeypatch):
+    import skorch.dataset
+
+    def per_sample(self, i):
+        raise AssertionError("batches must not be collated from single samples")
+
+    monkeypatch.setattr(skorch.dataset.Dataset, "__getitem__", per_sample)
+    X, y = data
+    clf = small().fit(X, y)
+    clf.predict_proba(X)
+    dataset = clf.get_dataset(X.astype(np.float32), y)
+    iterator = clf.get_iterator(dataset, training=True)
+    epochs = [torch.cat([rows for rows, _ in iterator]) for _ in range(2)]
+    assert all(isinstance(batch, torch.Tensor) for batch in next(iter(iterator)))
+    for rows in epochs:  # every row once per epoch
+        assert sorted(map(tuple, rows.tolist())) == sorted(map(tuple, X.astype(np.float32)))
+    assert not torch.equal(epochs[0], epochs[1])
+    targets = torch.cat([t for _, t in clf.get_iterator(dataset, training=False)])
+    np.testing.assert_array_equal(targets.numpy(), y.astype(np.float32))
+
+
+def test_iterator_options_keep_working(data):
+    X, y = data
+    clf = small(batch_size=50, iterator_train__drop_last=True, iterator_valid__batch_size=7)
+    clf.fit(X, y)  # 120 rows: two training batches of 50, the 20 left are dropped
+    assert clf.history[-1, "train_batch_count"] == 2
+    dataset = clf.get_dataset(X.astype(np.float32))
+    assert len(clf.get_iterator(dataset)) == len(range(0, len(X), 7))
+    unshuffled = small(iterator_train__shuffle=False).fit(X, y)
+    batches = unshuffled.get_iterator(unshuffled.get_dataset(X.astype(np.float32), y), True)
+    np.testing.assert_array_equal(next(iter(batches))[0].numpy(), X[:32].astype(np.float32))
+
+
+def test_small_batches_and_a_trailing_single_row_under_batch_norm(data):
+    X, y = data
+    clf = small(batch_size=16, max_epochs=20, lr=1e-2).fit(X[:60], y[:60])
+    assert clf.history[-1, "train_batch_count"] == 4  # 16 + 16 + 16 + 12
+    assert roc_auc_score(y[60:], clf.predict_proba(X[60:])[:, 1]) > 0.85
+    odd = small(batch_size=16, max_epochs=1).fit(X[:33], y[:33])  # 33 = 2 * 16 + 1
+    assert odd.history[-1, "train_batch_count"] == 2
+
+
+def test_batch_of_one_row_with_batch_norm_is_refused(data):
+    X, y = data
+    with pytest.raises(ValueError, match="batch_norm=True needs batch_size >= 2"):
+        small(batch_size=1).fit(X, y)
+    with pytest.raises(ValueError, match="batch_norm=True needs batch_size >= 2"):
+        small(iterator_train__batch_size=1).fit(X, y)
+    one_by_one = small(batch_size=1, batch_norm=False, max_epochs=1).fit(X[:20], y[:20])
+    assert one_by_one.history[-1, "train_batch_count"] == 20
+
+
+# -------------------------------------------------------------------- prediction
+
+
+def test_concurrent_prediction_matches_serial_prediction(data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = data
+    clf = small(hidden_layer_sizes=(32, 32), batch_size=16, max_epochs=1).fit(X, y)
+    expected = clf.predict_proba(X)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: clf.predict_proba(X), range(4)))
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
+
+
+def test_interleaved_forward_iter_generators(data):
+    X, y = data
+    clf = small(batch_size=16).fit(X, y)
+    X32 = X.astype(np.float32)
+    first, second = clf.forward_iter(X32), clf.forward_iter(X32)
+    pairs = []
+    for pair in itertools.zip_longest(first, second):  # both run to their end
+        assert torch.is_grad_enabled()  # the generators do not change the caller's mode
+        pairs.append(pair)
+    assert torch.is_grad_enabled()
+    assert len(pairs) == len(range(0, len(X), 16))
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_float64_beyond_float32_range_is_refused(data):
+    X, y = data
+    huge = X * 1e39
+    with pytest.raises(ValueError, match=r"converted to float32.*120 row\(s\)"):
+        small().fit(huge, y)
+    clf = small().fit(X, y)
+    rows = X.copy()
+    rows[[3, 9]] *= 1e39
+    with pytest.raises(ValueError, match=r"converted to float32.*\[3, 9\]"):
+        clf.predict_proba(rows)
+    with pytest.raises(ValueError, match=r"converted to float32.*\[3, 9\]"):
+        clf.partial_fit(rows, y)
+
+
+# ------------------------------------------------------------ skorch semantics
+
+
+@pytest.mark.parametrize("labels", [np.array([1, 2]), np.array(["fake", "real"])])
+def test_scoring_callbacks_see_the_labels_as_given(data, labels):
+    X, y01 = data
+    y = labels[y01]
+    valid = np.arange(len(X)) % 4 == 0
+    clf = small(
+        max_epochs=4, lr=1e-2, generated_label=labels[1],
+        train_split=predefined_split(Dataset(X[valid], y[valid])),
+        callbacks=[
+            ("train_acc", EpochScoring("accuracy", name="train_acc", on_train=True,
+                                       lower_is_better=False)),
+            ("valid_acc", EpochScoring("accuracy", name="valid_acc", lower_is_better=False)),
+        ],
+    ).fit(X[~valid], y[~valid])
+    assert clf.history[-1, "train_acc"] == (clf.predict(X[~valid]) == y[~valid]).mean()
+    assert clf.history[-1, "valid_acc"] == (clf.predict(X[valid]) == y[valid]).mean()
+    assert clf.history[-1, "valid_acc"] > 0.6
+    assert np.isfinite(clf.history[-1, "valid_loss"])
+
+
+def test_keyboard_interrupt_warns_and_propagates(data):
+    from skorch.callbacks import Callback
+
+    class Interrupt(Callback):
+        """Ctrl-C at the end of the second epoch of each training call."""
+
+        def on_train_begin(self, net, **kwargs):
+            self.epochs = 0
+
+        def on_epoch_end(self, net, **kwargs):
+            self.epochs += 1
+            if self.epochs == 2:
+                raise KeyboardInterrupt
+
+    X, y = data
+    clf = small(max_epochs=5, callbacks=[("stop", Interrupt())])
+    with pytest.warns(UserWarning, match="interrupted after 2 of 5 epochs"):
+        with pytest.raises(KeyboardInterrupt):
+            clf.fit(X, y)
+    assert len(clf.history) == 2
+    with pytest.warns(UserWarning, match="interrupted after 2 of 5 epochs"):
+        with pytest.raises(KeyboardInterrupt):
+            clf.partial_fit(X, y)
+    assert len(clf.history) == 4
+
+
+def test_partial_fit_runs_the_schedule_again(data):
+    X, y = data
+    clf = small(max_epochs=3, lr=1e-2, lr_min=1e-4)
+    clf.partial_fit(X, y, classes=[0, 1])
+    clf.partial_fit(X, y)
+    lrs = clf.history[:, "event_lr"]
+    assert lrs[:3] == lrs[3:]
+    assert max(lrs) == pytest.approx(1e-2)
+    assert clf.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_lr_period_cycles_the_cosine(data):
+    X, y = data
+    X, y = X[:40], y[:40]  # one batch an epoch: the schedule is what is tested
+    clf = small(max_epochs=8, lr=1e-2, lr_min=0.0, lr_period=2, batch_size=40).fit(X, y)
+    lrs = clf.history[:, "event_lr"]  # the rate each epoch trained with
+    np.testing.assert_allclose(lrs, np.array([2, 1, 0, 1, 2, 1, 0, 1]) * 0.5e-2, atol=1e-12)
+    once = small(max_epochs=4, lr=1e-2, lr_min=0.0, batch_size=40).fit(X, y)
+    assert once.history[:, "event_lr"] == sorted(once.history[:, "event_lr"], reverse=True)
+
+
+def test_paper_recipe():
+    from sklearn_clipdet import PAPER_RECIPE, make_detector
+
+    assert dict(PAPER_RECIPE) == dict(
+        hidden_layer_sizes=(1536, 1536, 1536), dropout=0.335, negative_slope=0.01,
+        batch_norm=True, loss="cvar_auc", alpha=0.8, gamma=0.5, auc_margin=0.6,
+        auc_power=2.0, sam=True, sam_rho=0.05, sam_adaptive=False, lr=1e-3,
+        weight_decay=0.01, max_epochs=32, batch_size=2048, lr_schedule="cosine",
+        lr_period=8, lr_min=1e-5,
+    )
+    params = RobustMLPClassifier(**PAPER_RECIPE).get_params()
+    assert {key: params[key] for key in PAPER_RECIPE} == dict(PAPER_RECIPE)
+    detector = make_detector(classifier_params=PAPER_RECIPE)
+    assert detector[-1].lr_period == 8
+    with pytest.raises(TypeError):
+        PAPER_RECIPE["lr"] = 1.0  # a shared constant stays as published
+
+
+def test_clone_keeps_nested_options():
+    clf = small(iterator_train__drop_last=True)
+    clf.set_params(iterator_valid__batch_size=5, callbacks__print_log=None)
+    copy = clone(clf)
+    params = copy.get_params(deep=False)
+    assert params["iterator_train__drop_last"] is True
+    assert params["iterator_valid__batch_size"] == 5
+    assert params["callbacks__print_log"] is None
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("module__dropout", "set by hidden_layer_sizes, dropout"),
+        ("criterion__alpha", "set by loss, alpha"),
+        ("optimizer__weight_decay", "AdamW .* set by lr, weight_decay"),
+        ("optimizer", "AdamW"),
+        ("iterator_train__num_workers", "not supported.*iterator_train__batch_size"),
+        ("bogus", "Invalid parameter 'bogus'"),
+    ],
+)
+def test_components_the_classifier_fixes_are_refused(data, name, message):
+    X, y = data
+    with pytest.raises(ValueError, match=message):
+        small().set_params(**{name: 0.5})
+    with pytest.raises(ValueError, match=message):
+        small(**{name: 0.5}).fit(X, y)
+    fitted = small(max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match=message):
+        fitted.set_params(**{name: torch.optim.SGD})
+
+
+@pytest.mark.parametrize(
+    "params",
+    [dict(threshold=np.nan), dict(threshold=5), dict(lr=-1), dict(alpha=0),
+     dict(dropout=1.0), dict(callbacks="x"), dict(callbacks=["x"]),
+     dict(hidden_layer_sizes=(8, -1)), dict(generated_label=3)],
+)
+def test_set_params_after_fit_validates(data, params):
+    X, y = data
+    clf = small(max_epochs=1).fit(X, y)
+    before = clf.get_params(deep=False)
+    expected = clf.predict_proba(X)
+    with pytest.raises(ValueError):
+        clf.set_params(**params)
+    assert clf.get_params(deep=False) == before
+    np.testing.assert_array_equal(clf.predict_proba(X), expected)
+
+
+@pytest.mark.parametrize(
+    "params", [dict(dropout=0.1), dict(batch_norm=False), dict(hidden_layer_sizes=(8,)),
+               dict(negative_slope=0.2)],
+)
+def test_changing_the_network_unfits_the_classifier(data, tmp_path, params):
+    from sklearn.exceptions import NotFittedError
+
+    from sklearn_clipdet import save_detector
+
+    X, y = data
+    clf = small(max_epochs=1).fit(X, y)
+    clf.set_params(**params)
+    with pytest.raises(NotFittedError):
+        clf.predict_proba(X)
+    with pytest.raises(NotFittedError):
+        save_detector(clf, tmp_path / "untrained.safetensors")
+    assert clf.get_params(deep=False) == {**small(max_epochs=1).get_params(deep=False), **params}
+    clf.fit(X, y)
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_sample_weight_and_other_fit_params_are_refused(data):
+    X, y = data
+    with pytest.raises(TypeError, match="does not support sample_weight.*Resample"):
+        small().fit(X, y, sample_weight=np.ones(len(y)))
+    with pytest.raises(TypeError, match=r"takes X and y only; got \['extra'\]"):
+        small().partial_fit(X, y, classes=[0, 1], extra=1)
+
+
+def test_warm_start_continues_training(data):
+    X, y = data
+    clf = small(max_epochs=2, warm_start=True).fit(X, y)
+    weights = clf.module_.output.weight.detach().clone()
+    clf.fit(X, y)
+    assert len(clf.history) == 4
+    assert not torch.equal(weights, clf.module_.output.weight)
+    cold = small(max_epochs=2).fit(X, y)
+    cold.fit(X, y)
+    assert len(cold.history) == 2
+
+
+# ------------------------------------------------------------------ generated label
+
+
+def test_generated_label_defaults_to_the_second_class(data):
+    X, y = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert small(max_epochs=1).fit(X, y).generated_label_ == 1
+        assert small(max_epochs=1).fit(X, y == 1).generated_label_ is np.True_
+        named = small(max_epochs=1, generated_label="fake").fit(X, np.array(["real", "fake"])[y])
+    assert named.generated_label_ == "fake"
+    assert list(named.classes_) == ["fake", "real"]  # columns stay in sorted order
+    with pytest.warns(UserWarning, match=r"probability of 'real'.*generated_label='fake'"):
+        default = small(max_epochs=1).fit(X, np.array(["real", "fake"])[y])
+    assert default.generated_label_ == "real"
+    with pytest.raises(ValueError, match=r"generated_label=2 is not one of the classes \[0, 1\]"):
+        small(generated_label=2).fit(X, y)
+    default.set_params(generated_label="fake")
+    assert default.generated_label_ == "fake"
+
+
+def test_epoch_table_has_no_colour_codes_off_a_terminal(data, capsys):
+    X, y = data
+    small(verbose=1, train_split=ValidSplit(4, stratified=True)).fit(X, y)
+    out = capsys.readouterr().out
+    assert "valid_loss" in out and "\x1b[" not in out
+
+
+def test_forward_in_training_mode_keeps_the_row_order(data):
+    X, y = data
+    clf = small(dropout=0.0, batch_norm=False).fit(X, y)  # train mode changes nothing then
+    X32 = X.astype(np.float32)
+    np.testing.assert_allclose(clf.forward(X32, training=True).detach().numpy(),
+                               clf.decision_function(X), rtol=1e-5, atol=1e-5)

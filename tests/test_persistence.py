@@ -37,7 +37,17 @@ def saved(fitted, tmp_path):
     return path
 
 
-def test_round_trip_gives_identical_probabilities(fitted, saved, monkeypatch):
+@pytest.fixture()
+def load(tiny_model_name):
+    """load_detector pointed at the tiny backbone, which a file alone may not choose."""
+
+    def load(path, **kwargs):
+        return load_detector(path, model_name=tiny_model_name, **kwargs)
+
+    return load
+
+
+def test_round_trip_gives_identical_probabilities(fitted, saved, load, monkeypatch):
     detector, paths = fitted
 
     def no_pickle(*args, **kwargs):
@@ -46,10 +56,10 @@ def test_round_trip_gives_identical_probabilities(fitted, saved, monkeypatch):
     monkeypatch.setattr(pickle, "loads", no_pickle)
     monkeypatch.setattr(pickle, "load", no_pickle)
     monkeypatch.setattr(pickle, "Unpickler", no_pickle)
-    loaded = load_detector(saved)
+    loaded = load(saved)
     assert [name for name, _ in loaded.steps] == [name for name, _ in detector.steps]
     fingerprint = detector[0].load_backbone().fingerprint
-    assert loaded[0].get_params() == {**detector[0].get_params(),
+    assert loaded[0].get_params() == {**detector[0].get_params(), "cache_dir": None,
                                       "backbone_fingerprint": fingerprint}
     assert loaded[1].get_params(deep=False) == detector[1].get_params(deep=False)
     np.testing.assert_array_equal(loaded.predict_proba(paths), detector.predict_proba(paths))
@@ -65,10 +75,10 @@ def test_header_records_versions_and_backbone(fitted, saved):
     assert header["classifier"]["classes"] == [0, 1]
 
 
-def test_version_mismatch_warns(saved, monkeypatch):
+def test_version_mismatch_warns(saved, load, monkeypatch):
     monkeypatch.setattr(persistence, "__version__", "99.0")
     with pytest.warns(UserWarning, match="saved with sklearn-clipdet 0.1.0; this is 99.0"):
-        load_detector(saved)
+        load(saved)
 
 
 def test_tampered_weights_are_refused(saved):
@@ -139,7 +149,7 @@ def test_tampered_header_is_refused(saved):
         load_detector(saved)
 
 
-def test_unknown_setting_is_a_file_error(saved):
+def test_unknown_setting_is_a_file_error(saved, load):
     with safe_open(str(saved), framework="pt") as file:
         tensors = {name: file.get_tensor(name) for name in file.keys()}
 
@@ -149,10 +159,10 @@ def test_unknown_setting_is_a_file_error(saved):
 
     _rewrite(saved, edit_header=add_setting)
     with pytest.raises(DetectorFileError, match="invalid classifier settings"):
-        load_detector(saved)
+        load(saved)
 
 
-def test_cuda_detector_loads_on_a_cpu_machine(saved, monkeypatch):
+def test_cuda_detector_loads_on_a_cpu_machine(saved, load, monkeypatch):
     with safe_open(str(saved), framework="pt") as file:
         tensors = {name: file.get_tensor(name) for name in file.keys()}
 
@@ -163,7 +173,7 @@ def test_cuda_detector_loads_on_a_cpu_machine(saved, monkeypatch):
     _rewrite(saved, edit_header=trained_on_gpu)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.warns(UserWarning, match="saved for device 'cuda'.*loading on the CPU"):
-        loaded = load_detector(saved)
+        loaded = load(saved)
     assert loaded[1].device == "cpu"
 
 
@@ -191,11 +201,11 @@ def test_unsaveable_settings_are_named(tmp_path):
         save_detector("not a detector", tmp_path / "x.safetensors")
 
 
-def test_loaded_detector_warns_when_its_backbone_changed(saved, fitted, tmp_path):
+def test_loaded_detector_warns_when_its_backbone_changed(saved, fitted, load, tmp_path):
     from sklearn_clipdet.testing import write_tiny_model
 
     detector, paths = fitted
-    loaded = load_detector(saved)
+    loaded = load(saved)
     assert loaded[0].backbone_fingerprint == loaded[0].load_backbone().fingerprint
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same backbone: no warning
@@ -204,3 +214,211 @@ def test_loaded_detector_warns_when_its_backbone_changed(saved, fitted, tmp_path
     loaded[0].set_params(model_name=other)
     with pytest.warns(UserWarning, match="not the one the detector was trained with"):
         loaded.predict_proba(paths[:2])
+
+
+def _craft(path, edit_header=None, edit_tensors=None):
+    """Rewrite ``path`` as a malicious author would: edited, with a matching checksum."""
+
+    def edit_and_sign(header, tensors):
+        if edit_header:
+            edit_header(header)
+        if edit_tensors:
+            edit_tensors(tensors)
+        header["checksum"] = persistence._checksum(header, tensors)
+
+    with safe_open(str(path), framework="pt") as file:
+        header = json.loads(file.metadata()["sklearn_clipdet"])
+        tensors = {name: file.get_tensor(name) for name in file.keys()}
+    edit_and_sign(header, tensors)
+    save_file(tensors, str(path), metadata={"sklearn_clipdet": json.dumps(header)})
+
+
+def _set(section, key, value):
+    def edit(header):
+        target = header if section is None else header[section]
+        target[key] = value
+
+    return edit
+
+
+def _set_param(key, value):
+    def edit(header):
+        header["classifier"]["params"][key] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _set("classifier", "classes", [1, 0]),
+        _set("classifier", "classes", [0, 0]),
+        _set("classifier", "classes", [0, 1, 2]),
+        _set("classifier", "classes", []),
+        _set("classifier", "classes", [0, "1"]),
+        _set("classifier", "classes", [False, 1]),
+        _set("classifier", "classes", [[0], [1]]),
+        _set("classifier", "classes", [0.5, float("nan")]),
+        _set("classifier", "classes_dtype", "garbage"),
+        _set("classifier", "classes_dtype", "<M8[ns]"),
+        _set("classifier", "classes_dtype", "<U999999999999"),
+        _set("classifier", "classes_dtype", "<U1"),  # 0 and 1 would become "0" and "1"
+        _set(None, "format_version", True),
+        _set(None, "format_version", -1),
+        _set(None, "format_version", 0),
+        _set(None, "format_version", 1.0),
+        _set(None, "steps", ["a__b", "c"]),
+        _set(None, "steps", ["same", "same"]),
+        _set("classifier", "n_features_in", True),
+        _set("classifier", "n_features_in", -16),
+        _set("classifier", "n_features_in", 10**40),
+        _set("classifier", "feature_names_in", ["only one"]),
+        _set_param("hidden_layer_sizes", [-5, 8]),
+        _set_param("hidden_layer_sizes", [[[16]], 8]),
+        _set_param("hidden_layer_sizes", True),
+        _set_param("callbacks", ["x"]),
+        _set_param("dropout", 7),
+        _set_param("module__dropout", 0.9),
+        _set_param("iterator_train__num_workers", 4),
+        _set_param("train_split", "ValidSplit(5)"),
+        _set_param("generated_label", "not a class"),
+    ],
+)
+def test_crafted_settings_are_file_errors(saved, load, edit):
+    _craft(saved, edit_header=edit)
+    with pytest.raises(DetectorFileError):
+        load(saved)
+
+
+def test_deeply_nested_header_is_a_file_error(saved, load):
+    with safe_open(str(saved), framework="pt") as file:
+        tensors = {name: file.get_tensor(name) for name in file.keys()}
+    header = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    save_file(tensors, str(saved), metadata={"sklearn_clipdet": header})
+    with pytest.raises(DetectorFileError, match="not valid JSON"):
+        load(saved)
+
+
+@pytest.mark.parametrize(
+    "edit_tensors",
+    [
+        lambda t: t.update({name: v.double() for name, v in t.items() if v.is_floating_point()}),
+        lambda t: t.update({name: torch.full_like(v, float("nan")) for name, v in t.items()
+                            if v.is_floating_point()}),
+        lambda t: t.update({"not.the.classifier": torch.zeros(2)}),
+    ],
+    ids=["float64", "nan", "stray"],
+)
+def test_crafted_weights_are_file_errors(saved, load, edit_tensors):
+    _craft(saved, edit_tensors=edit_tensors)
+    with pytest.raises(DetectorFileError):
+        load(saved)
+
+
+def test_oversized_network_is_refused_before_it_is_built(saved, load, monkeypatch):
+    def never(self):
+        raise AssertionError("the network must not be built before the shapes are checked")
+
+    monkeypatch.setattr(RobustMLPClassifier, "initialize", never)
+    _craft(saved, edit_header=_set_param("hidden_layer_sizes", [30000, 30000]))
+    assert saved.stat().st_size < 8192
+    with pytest.raises(DetectorFileError, match="unexpected shape"):
+        load(saved)
+
+
+def test_backbone_source_on_disk_or_hub_is_not_taken_from_the_file(saved, tmp_path):
+    with pytest.raises(DetectorFileError, match=r"local-dir:.*pass model_name="):
+        load_detector(saved)
+    for model_name, pretrained in [
+        ("hf-hub:someone/model", None),
+        ("ViT-B-32", str(tmp_path / "weights.bin")),
+        ("ViT-B-32", "no-such-tag"),
+        ("no-such-architecture", None),
+    ]:
+        def source(header, model_name=model_name, pretrained=pretrained):
+            header["featurizer"].update(model_name=model_name, pretrained=pretrained)
+
+        _craft(saved, edit_header=source)
+        with pytest.raises(DetectorFileError, match="pass model_name="):
+            load_detector(saved)
+
+
+def test_registry_backbone_is_taken_from_the_file(saved):
+    def registry(header):
+        header["featurizer"].update(model_name="ViT-B-32", pretrained="openai")
+
+    _craft(saved, edit_header=registry)
+    loaded = load_detector(saved)  # nothing is fetched until the first transform
+    assert (loaded[0].model_name, loaded[0].pretrained) == ("ViT-B-32", "openai")
+
+
+def test_model_name_replaces_the_saved_source(saved, tiny_model_name, fitted):
+    loaded = load_detector(saved, model_name=tiny_model_name)
+    assert (loaded[0].model_name, loaded[0].pretrained) == (tiny_model_name, None)
+    assert loaded[0].backbone_fingerprint == fitted[0][0].load_backbone().fingerprint
+    with pytest.raises(ValueError, match="needs model_name"):
+        load_detector(saved, pretrained="openai")
+
+
+def test_cache_dir_is_neither_saved_nor_used(fitted, tmp_path, load):
+    detector, _ = fitted
+    cache = tmp_path / "relative-cache"
+    detector[0].set_params(cache_dir=cache)
+    try:
+        path = tmp_path / "detector.safetensors"
+        save_detector(detector, path)
+    finally:
+        detector[0].set_params(cache_dir=None)
+    with safe_open(str(path), framework="pt") as file:
+        assert "cache_dir" not in json.loads(file.metadata()["sklearn_clipdet"])["featurizer"]
+    assert load(path)[0].cache_dir is None
+
+    elsewhere = tmp_path / "planted"
+    _craft(path, edit_header=_set("featurizer", "cache_dir", str(elsewhere)))
+    with pytest.warns(UserWarning, match="cache_dir=.*ignored"):
+        loaded = load(path)
+    assert loaded[0].cache_dir is None
+    assert not elsewhere.exists()
+
+
+def test_cuda_device_without_cuda_is_a_clear_error(saved, load, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no such CUDA device"):
+        load(saved, device="cuda")
+
+
+def test_file_is_written_whole_with_the_umask_mode(fitted, tmp_path, monkeypatch):
+    import os
+
+    detector, _ = fitted
+    path = tmp_path / "detector.safetensors"
+    path.write_bytes(b"previous")
+    previous = os.umask(0o022)
+    try:
+        def broken(tensors, filename, metadata=None):
+            with open(filename, "wb") as file:
+                file.write(b"half")
+            raise OSError("disk full")
+
+        monkeypatch.setattr(persistence, "save_file", broken)
+        with pytest.raises(OSError, match="disk full"):
+            save_detector(detector, path)
+        assert path.read_bytes() == b"previous"
+        monkeypatch.undo()
+        save_detector(detector, path)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["detector.safetensors"]
+
+
+def test_generated_label_is_saved_and_loaded(tmp_path):
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    labels = np.array(["fake", "real"])[y]
+    clf = RobustMLPClassifier(hidden_layer_sizes=(4,), batch_size=32, max_epochs=1,
+                              generated_label="fake", random_state=0).fit(X, labels)
+    path = tmp_path / "clf.safetensors"
+    save_detector(clf, path)
+    loaded = load_detector(path)
+    assert loaded.generated_label == "fake" and loaded.generated_label_ == "fake"
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))

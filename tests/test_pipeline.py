@@ -52,6 +52,15 @@ def test_make_detector_passes_settings_to_each_step(tmp_path):
     assert params["robustmlpclassifier__device"] == "cpu"
 
 
+def test_make_detector_records_the_generated_label(tiny_model_name, playground_samples):
+    paths, y = playground_samples
+    labels = np.array(["real", "fake"])[y]
+    detector = tiny_detector(tiny_model_name, generated_label="fake")
+    assert detector[-1].generated_label == "fake"
+    detector.fit(paths, labels)
+    assert detector[-1].generated_label_ == "fake"
+
+
 def test_featurizer_params_override_the_arguments():
     detector = make_detector("ViT-B-32", "openai", featurizer_params={"model_name": "RN50"})
     assert detector[0].model_name == "RN50" and detector[0].pretrained == "openai"
