@@ -130,10 +130,11 @@ def test_scores_follow_the_detectors_generated_label(tiny_model_name, small_fold
     data = load_image_folder(small_folder)
     names = np.where(data["label"] == 1, "fake", "real")
     detector = make_detector(tiny_model_name, None, modalities="image", device="cpu",
+                             generated_label="fake",
                              classifier_params=dict(hidden_layer_sizes=(4,), max_epochs=1))
     detector.fit(data[["image"]], names)
     assert list(detector[-1].classes_) == ["fake", "real"]  # P(fake) is column 0
-    detector[-1].generated_label_ = "fake"  # as RobustMLPClassifier(generated_label="fake") sets
+    assert detector[-1].generated_label_ == "fake"
     model_file = tmp_path / "strings.safetensors"
     model_file.write_bytes(b"stands for the detector above")
     monkeypatch.setattr(persistence, "load_detector", lambda path, **kwargs: detector)

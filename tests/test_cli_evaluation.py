@@ -121,9 +121,10 @@ def test_evaluate_a_detector_with_string_labels(balanced_folder, tiny_model_name
     data = load_image_folder(balanced_folder)
     names = np.where(data["label"] == 1, "fake", "real")
     detector = make_detector(tiny_model_name, None, modalities="image", device="cpu",
+                             generated_label="fake",
                              classifier_params=dict(hidden_layer_sizes=(4,), max_epochs=1))
     detector.fit(data[["image"]], names)
-    detector[-1].generated_label_ = "fake"  # as RobustMLPClassifier(generated_label="fake") sets
+    assert detector[-1].generated_label_ == "fake"
     model_file = tmp_path / "strings.safetensors"
     model_file.write_bytes(b"stands for the detector above")
     monkeypatch.setattr(persistence, "load_detector", lambda path, **kwargs: detector)

@@ -181,7 +181,7 @@ def test_classifier_alone_round_trips(tmp_path):
     X, y = make_classification(n_samples=80, n_features=5, random_state=0)
     labels = np.array(["fake", "real"])[y]
     clf = RobustMLPClassifier(hidden_layer_sizes=(8,), batch_size=32, max_epochs=2,
-                              random_state=0).fit(X, labels)
+                              generated_label="fake", random_state=0).fit(X, labels)
     path = tmp_path / "clf.safetensors"
     save_detector(clf, path)
     loaded = load_detector(path)
