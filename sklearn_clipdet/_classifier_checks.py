@@ -56,7 +56,7 @@ def check_params(params, constraints, owner):
                 f"callbacks must hold skorch callbacks or (name, callback) pairs; got {item!r}."
             )
     train_batch = params.get("iterator_train__batch_size", params["batch_size"])
-    if params["batch_norm"] and train_batch < 2:
+    if params["batch_norm"] and train_batch != "auto" and train_batch < 2:
         raise ValueError(
             f"A training batch of {train_batch} row cannot be normalised: batch_norm=True "
             "needs batch_size >= 2 (or iterator_train__batch_size >= 2). Use a larger "

@@ -42,6 +42,7 @@ PAPER_RECIPE = MappingProxyType(
         "dropout": 0.335,
         "negative_slope": 0.01,
         "batch_norm": True,
+        "standardize": False,
         "loss": "cvar_auc",
         "alpha": 0.8,
         "gamma": 0.5,
@@ -99,6 +100,17 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         two rows per training batch, so ``batch_size`` must then be 2 or more;
         a trailing batch of a single row is skipped (a different row each
         epoch, since the order is reshuffled).
+    standardize : bool, default=True
+        Standardise each input feature with the mean and standard deviation of
+        the training rows (stored with the network's weights), as scikit-learn's
+        ``StandardScaler`` would. Raw CLIP features have a few dimensions of
+        much larger magnitude than the rest; measured on real CLIP ViT-B/16
+        features (``benchmarks/bench_accuracy.py``), standardising raised the
+        AUC of a detector trained on one set and tested on another from 0.62
+        to 0.71. It assumes that a feature's scale says nothing about its
+        importance; where it does (features of very different, meaningful
+        scales), set False. The reference code does not standardise (see
+        ``PAPER_RECIPE``).
     loss : {"cvar_auc", "bce", "cvar", "auc"}, default="cvar_auc"
         Training objective. ``"cvar_auc"`` is the method's; the others are
         single terms for ablations (``"bce"`` is the plain mean cross-entropy).
@@ -123,9 +135,14 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
     max_epochs : int, default=32
         Number of passes over the training data per call to ``fit`` or
         ``partial_fit``.
-    batch_size : int, default=2048
-        Mini-batch size for training and prediction. The AUC term compares all
-        pairs within a batch, so small batches give a noisier objective.
+    batch_size : int or "auto", default="auto"
+        Mini-batch size for training (and prediction, where it changes only
+        speed). "auto" sizes training to the data: ``n_samples // 8`` rows,
+        at least 64 and at most the paper's 2048, so a set of a few hundred or
+        thousand images gets about 8 optimiser steps per epoch (256 in all)
+        instead of one or two, while very large sets train as in the paper
+        and sets under 64 rows train in full batches. The AUC term compares
+        all pairs within a batch, so small batches give a noisier objective.
     lr_schedule : {"cosine"} or None, default="cosine"
         ``"cosine"`` anneals the learning rate from ``lr`` to ``lr_min``
         (PyTorch's ``CosineAnnealingLR``, stepped once per epoch); None keeps
@@ -200,7 +217,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
     current weights and optimiser state.
 
     Changing a parameter of the network (``hidden_layer_sizes``, ``dropout``,
-    ``negative_slope``, ``batch_norm``) with ``set_params`` on a fitted
+    ``negative_slope``, ``batch_norm``, ``standardize``) with ``set_params`` on a fitted
     classifier makes it unfitted again: its trained weights no longer match
     its parameters. Other parameters take effect at once (the loss, the
     optimiser, the schedule, ``lr``, ``threshold``, ``generated_label``).
@@ -230,6 +247,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "negative_slope": [Interval(Real, 0, None, closed="left")],
         "batch_norm": ["boolean"],
+        "standardize": ["boolean"],
         "loss": [StrOptions(set(LOSSES))],
         "alpha": [Interval(Real, 0, 1, closed="right")],
         "gamma": [Interval(Real, 0, 1, closed="both")],
@@ -241,7 +259,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "lr_schedule": [StrOptions({"cosine"}), None],
         "lr_period": [Interval(Integral, 1, None, closed="left"), None],
         "lr_min": [Interval(Real, 0, None, closed="left")],
@@ -288,6 +306,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         dropout=0.335,
         negative_slope=0.01,
         batch_norm=True,
+        standardize=True,
         loss="cvar_auc",
         alpha=0.8,
         gamma=0.5,
@@ -299,7 +318,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         lr=1e-3,
         weight_decay=0.01,
         max_epochs=32,
-        batch_size=2048,
+        batch_size="auto",
         lr_schedule="cosine",
         lr_period=None,
         lr_min=1e-5,
@@ -332,6 +351,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         self.dropout = dropout
         self.negative_slope = negative_slope
         self.batch_norm = batch_norm
+        self.standardize = standardize
         self.loss = loss
         self.alpha = alpha
         self.gamma = gamma
@@ -377,7 +397,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         ``weight_decay``, ...; the schedule for ``max_epochs``, ``lr_period``,
         ...; ``lr`` is set on the live optimiser. A new value of a network
         parameter (``hidden_layer_sizes``, ``dropout``, ``negative_slope``,
-        ``batch_norm``) makes the classifier unfitted, since its trained
+        ``batch_norm``, ``standardize``) makes the classifier unfitted, since its trained
         weights no longer fit its parameters.
 
         Returns
@@ -485,7 +505,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         X, y = self._validate_training_data(X, y, fit_params, reset=not continuing)
         with self._seeded(not continuing):
             if not continuing:
-                self.initialize()
+                self._initialize_for(X)
             self._train(X, y)
         return self
 
@@ -514,9 +534,15 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         X, y = self._validate_training_data(X, y, fit_params, reset=first_call, classes=classes)
         with self._seeded(first_call):
             if first_call:
-                self.initialize()
+                self._initialize_for(X)
             self._train(X, y)
         return self
+
+    def _initialize_for(self, X):
+        """A new network, its input standardisation set from the training rows ``X``."""
+        self.initialize()
+        if self.standardize:
+            self.module_.set_standardization(X)
 
     def _train(self, X, y):
         """skorch's training run (callbacks, history) on validated data."""
@@ -625,6 +651,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
             dropout=self.dropout,
             negative_slope=self.negative_slope,
             batch_norm=self.batch_norm,
+            standardize=self.standardize,
         )
 
     def initialize_module(self):
@@ -677,7 +704,8 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
                 self._check_known_labels(y)
             dataset = self.get_dataset(X, y)
         prefix = "iterator_train" if training else "iterator_valid"
-        options = {"batch_size": self.batch_size, **self.get_params_for(prefix)}
+        options = {"batch_size": self._batch_size_for(len(dataset), training),
+                   **self.get_params_for(prefix)}
         if training:
             options.setdefault("shuffle", True)
             options.setdefault(
@@ -685,6 +713,14 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
             )
         iterator = self.iterator_train if training else self.iterator_valid
         return iterator(dataset, device=self.device, **options)
+
+    def _batch_size_for(self, n_samples, training):
+        """``batch_size``, or for "auto" the size its rule gives ``n_samples`` rows."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        if not training:
+            return _MAX_AUTO_BATCH  # prediction: the size changes speed only
+        return min(_MAX_AUTO_BATCH, max(_MIN_AUTO_BATCH, n_samples // _AUTO_STEPS))
 
     def train_step_single(self, batch, **fit_params):
         """Forward, loss and backward on one batch.
@@ -834,7 +870,9 @@ class _TrainingInterrupted(BaseException):
 
 
 _X_VALIDATION = dict(dtype=(np.float32, np.float64), ensure_all_finite=False)
-_NETWORK_PARAMS = {"hidden_layer_sizes", "dropout", "negative_slope", "batch_norm"}
+_NETWORK_PARAMS = {"hidden_layer_sizes", "dropout", "negative_slope", "batch_norm", "standardize"}
+# batch_size="auto": n_samples // _AUTO_STEPS rows, clipped to [_MIN_AUTO_BATCH, _MAX_AUTO_BATCH].
+_AUTO_STEPS, _MIN_AUTO_BATCH, _MAX_AUTO_BATCH = 8, 64, 2048
 _CRITERION_PARAMS = {"loss", "alpha", "gamma", "auc_margin", "auc_power"}
 _OPTIMIZER_PARAMS = {"sam", "sam_rho", "sam_adaptive", "weight_decay"}
 _SCHEDULE_PARAMS = {"lr_schedule", "lr_period", "lr_min", "max_epochs"}

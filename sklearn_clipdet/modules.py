@@ -26,6 +26,10 @@ class DetectorMLP(nn.Module):
         Slope of LeakyReLU for negative inputs.
     batch_norm : bool, default=True
         Whether each block normalises its activations with BatchNorm1d.
+    standardize : bool, default=False
+        Whether the input rows are standardised first, ``(X - input_mean) /
+        input_scale``, with buffers set by :meth:`set_standardization` (zero
+        and one until then). As buffers they are saved with the weights.
     """
 
     def __init__(
@@ -35,8 +39,13 @@ class DetectorMLP(nn.Module):
         dropout=0.335,
         negative_slope=0.01,
         batch_norm=True,
+        standardize=False,
     ):
         super().__init__()
+        self.standardize = standardize
+        if standardize:
+            self.register_buffer("input_mean", torch.zeros(n_features))
+            self.register_buffer("input_scale", torch.ones(n_features))
         blocks = []
         width = n_features
         for size in hidden_layer_sizes:
@@ -52,7 +61,20 @@ class DetectorMLP(nn.Module):
                 nn.init.kaiming_uniform_(layer.weight, a=negative_slope, nonlinearity="leaky_relu")
                 nn.init.zeros_(layer.bias)
 
+    @torch.no_grad()
+    def set_standardization(self, X):
+        """Set the input standardisation to the mean and standard deviation of rows ``X``.
+
+        Features that do not vary in ``X`` keep a scale of one.
+        """
+        X = torch.as_tensor(X, dtype=torch.float64)
+        std = X.std(dim=0, unbiased=False)
+        self.input_mean.copy_(X.mean(dim=0))
+        self.input_scale.copy_(torch.where(std > 1e-12, std, torch.ones_like(std)))
+
     def forward(self, X):
+        if self.standardize:
+            X = (X - self.input_mean) / self.input_scale
         return self.output(self.hidden(X)).squeeze(-1)
 
 

@@ -421,6 +421,9 @@ def _build_classifier(path, config, tensors):
         raise DetectorFileError(f"{path}: a detector file holds no callbacks.")
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    # Files of sklearn-clipdet 0.1 predate these parameters and their defaults.
+    params.setdefault("standardize", False)
+    params.setdefault("batch_size", 2048)
     classes = _saved_classes(path, config)
     outside = sorted(name for name in tensors if not name.startswith(_MODULE_PREFIX))
     if outside:

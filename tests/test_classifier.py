@@ -10,16 +10,14 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.datasets import make_classification
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GridSearchCV, train_test_split
-from sklearn.neural_network import MLPClassifier
+from sklearn.model_selection import GridSearchCV
 from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import EpochScoring, LRScheduler
 from skorch.dataset import Dataset, ValidSplit
 from skorch.helper import predefined_split
 
-from sklearn_clipdet import RobustMLPClassifier
+from sklearn_clipdet import PAPER_RECIPE, RobustMLPClassifier
 from sklearn_clipdet.losses import DetectorLoss
 from sklearn_clipdet.modules import DetectorMLP
 from sklearn_clipdet.optim import SAM
@@ -36,16 +34,50 @@ def data():
     return X, y
 
 
-def test_defaults_reproduce_the_paper():
+def test_defaults_are_the_papers_method_with_training_sized_to_the_data():
     clf = RobustMLPClassifier()
     params = clf.get_params()
     expected = dict(
         hidden_layer_sizes=(1536, 1536, 1536), dropout=0.335, negative_slope=0.01,
         batch_norm=True, loss="cvar_auc", alpha=0.8, gamma=0.5, auc_margin=0.6,
         auc_power=2.0, sam=True, sam_rho=0.05, sam_adaptive=False, lr=1e-3,
-        weight_decay=0.01, max_epochs=32, batch_size=2048, lr_schedule="cosine", lr_min=1e-5,
+        weight_decay=0.01, max_epochs=32, lr_schedule="cosine", lr_min=1e-5,
+        # measured choices, see benchmarks/bench_accuracy.py; PAPER_RECIPE undoes them
+        standardize=True, batch_size="auto", lr_period=None,
     )
     assert {k: params[k] for k in expected} == expected
+    paper = RobustMLPClassifier(**PAPER_RECIPE).get_params()
+    assert (paper["standardize"], paper["batch_size"], paper["lr_period"]) == (False, 2048, 8)
+
+
+@pytest.mark.parametrize("n_samples, batch, steps_per_epoch", [
+    (40, 40, 1),      # fewer than 64 rows: full batches
+    (600, 75, 8),     # n // 8 rows: 8 optimiser steps per epoch
+    (20000, 2048, 10),  # capped at the paper's 2048
+])
+def test_auto_batch_size_gives_about_eight_steps_per_epoch(n_samples, batch, steps_per_epoch):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(n_samples, 3)).astype(np.float32), np.tile([0, 1], n_samples // 2)
+    clf = RobustMLPClassifier((4,), max_epochs=1, random_state=0).fit(X, y)
+    batches = clf.history_[-1, "batches"]
+    assert len(batches) == steps_per_epoch
+    assert batches[0]["train_batch_size"] == batch
+
+
+def test_standardize_makes_training_blind_to_the_scale_of_each_feature(data):
+    X, y = data
+    scales = np.logspace(-3, 3, X.shape[1])
+    shifted = X * scales + 100.0
+    plain = small(max_epochs=5).fit(X, y)
+    rescaled = small(max_epochs=5).fit(shifted, y)
+    np.testing.assert_allclose(rescaled.module_.input_mean.numpy(), shifted.mean(axis=0),
+                               rtol=1e-5)
+    # equal but for float32 rounding, which training amplifies a little
+    np.testing.assert_allclose(rescaled.predict_proba(shifted), plain.predict_proba(X),
+                               atol=5e-3)
+    unstandardized = small(max_epochs=5, standardize=False).fit(shifted, y)
+    difference = np.abs(unstandardized.predict_proba(shifted) - plain.predict_proba(X)).max()
+    assert difference > 0.1
 
 
 def test_network_optimiser_and_schedule_built_at_fit_time():
@@ -274,25 +306,6 @@ def test_joblib_and_pickle_round_trip(data, tmp_path):
     np.testing.assert_array_equal(again.predict(X), clf.predict(X))
 
 
-def test_default_model_beats_sklearn_baselines_on_1536_features():
-    X, y = make_classification(
-        n_samples=1000, n_features=1536, n_informative=32, n_redundant=32, random_state=0
-    )
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.3, stratify=y, random_state=0
-    )
-    # Paper defaults, with a batch size and schedule sized for 700 training rows.
-    ours = RobustMLPClassifier(batch_size=64, max_epochs=8, random_state=0).fit(X_train, y_train)
-    mlp = MLPClassifier(max_iter=300, random_state=0).fit(X_train, y_train)
-    logistic = LogisticRegression(max_iter=2000).fit(X_train, y_train)
-    auc = {
-        name: roc_auc_score(y_test, model.predict_proba(X_test)[:, 1])
-        for name, model in [("ours", ours), ("mlp", mlp), ("logistic", logistic)]
-    }
-    assert auc["ours"] >= auc["mlp"], auc
-    assert auc["ours"] >= auc["logistic"], auc
-
-
 def test_batchnorm_statistics_follow_the_first_sam_pass_only(data):
     X, y = data
     clf = small(max_epochs=3, batch_size=30).fit(X, y)  # 120 rows: 4 batches an epoch
@@ -429,7 +442,7 @@ def test_scoring_callbacks_see_the_labels_as_given(data, labels):
     y = labels[y01]
     valid = np.arange(len(X)) % 4 == 0
     clf = small(
-        max_epochs=4, lr=1e-2, generated_label=labels[1],
+        max_epochs=8, lr=1e-2, generated_label=labels[1],
         train_split=predefined_split(Dataset(X[valid], y[valid])),
         callbacks=[
             ("train_acc", EpochScoring("accuracy", name="train_acc", on_train=True,
@@ -495,7 +508,7 @@ def test_paper_recipe():
 
     assert dict(PAPER_RECIPE) == dict(
         hidden_layer_sizes=(1536, 1536, 1536), dropout=0.335, negative_slope=0.01,
-        batch_norm=True, loss="cvar_auc", alpha=0.8, gamma=0.5, auc_margin=0.6,
+        batch_norm=True, standardize=False, loss="cvar_auc", alpha=0.8, gamma=0.5, auc_margin=0.6,
         auc_power=2.0, sam=True, sam_rho=0.05, sam_adaptive=False, lr=1e-3,
         weight_decay=0.01, max_epochs=32, batch_size=2048, lr_schedule="cosine",
         lr_period=8, lr_min=1e-5,

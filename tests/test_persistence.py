@@ -422,3 +422,27 @@ def test_generated_label_is_saved_and_loaded(tmp_path):
     loaded = load_detector(path)
     assert loaded.generated_label == "fake" and loaded.generated_label_ == "fake"
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_files_from_before_standardize_and_auto_batches_load_as_trained(saved, load, fitted):
+    """sklearn-clipdet 0.1 saved neither parameter; its networks were not standardised."""
+    detector, paths = fitted
+    legacy = dict(detector[-1].get_params(deep=False), standardize=False, batch_size=2048)
+    old = type(detector[-1])(**legacy).fit(detector[:-1].transform(paths), detector[-1].classes_[
+        (np.arange(len(paths)) % 2)])
+
+    def as_version_01(header):
+        for name in ("standardize", "batch_size"):
+            header["classifier"]["params"].pop(name)
+
+    def old_weights(tensors):
+        for name in [n for n in tensors if n.endswith(("input_mean", "input_scale"))]:
+            tensors.pop(name)
+        for name, tensor in old.module_.state_dict().items():
+            tensors[f"classifier.module.{name}"] = tensor
+
+    _craft(saved, edit_header=as_version_01, edit_tensors=old_weights)
+    loaded = load(saved)
+    assert loaded[-1].standardize is False and loaded[-1].batch_size == 2048
+    features = detector[:-1].transform(paths)
+    np.testing.assert_array_equal(loaded[-1].predict_proba(features), old.predict_proba(features))
