@@ -5,12 +5,14 @@ file or setting at fault.
 """
 
 from ._backbone import WeightsUnavailableError
+from ._cache import FeatureCacheError
 from ._images import ImageDecodeError, ImageDecodeWarning
 from .evaluation.audit import ShortcutWarning
 from .persistence import DetectorFileError
 
 __all__ = [
     "DetectorFileError",
+    "FeatureCacheError",
     "ImageDecodeError",
     "ImageDecodeWarning",
     "ShortcutWarning",

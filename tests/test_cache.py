@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sklearn_clipdet._cache import FeatureCache
+from sklearn_clipdet._cache import FeatureCache, FeatureCacheError
 
 
 def vectors(n, dim=8, seed=0):
@@ -68,7 +68,7 @@ def test_corrupt_entries_are_detected_and_deleted(tmp_path, damage):
 
 def test_unreadable_database_gives_clear_error(tmp_path):
     (tmp_path / "clip_features.sqlite3").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(RuntimeError, match="delete the file or choose another cache_dir"):
+    with pytest.raises(FeatureCacheError, match="damaged or is not a feature cache.*delete it"):
         FeatureCache(tmp_path)
 
 
