@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
-from .._images import _open_limited, is_missing, load_source, sample_errors
+from .._images import is_missing, load_source, open_limited, sample_errors
 from .metrics import _binary_targets
 from .perturbations import _split_images
 
@@ -106,7 +106,7 @@ def estimate_jpeg_quality(image):
     """
     if not isinstance(image, Image.Image):
         source = load_source(image)
-        image = _open_limited(io.BytesIO(source), None) if isinstance(source, bytes) else None
+        image = open_limited(io.BytesIO(source), None) if isinstance(source, bytes) else None
         if image is None:
             return np.nan
     tables = getattr(image, "quantization", None)
@@ -226,7 +226,7 @@ def _properties(source):
     quality = np.nan
     if isinstance(source, bytes):
         file_size = float(len(source))
-        image = _open_limited(io.BytesIO(source), None)  # header only: no pixel limit needed
+        image = open_limited(io.BytesIO(source), None)  # header only: no pixel limit needed
         image_format = image.format or "unknown"
     elif isinstance(source, Image.Image):
         image = source
