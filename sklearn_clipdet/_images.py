@@ -166,7 +166,7 @@ def _reason(exc):
             return str(exc)
         return (f"{exc} (PIL's own process-wide limit, PIL.Image.MAX_IMAGE_PIXELS, refuses it "
                 "for this format)")
-    if isinstance(exc, OSError) and "truncated" in str(exc):
+    if isinstance(exc, OSError) and "truncated" in str(exc).lower():
         return f"truncated or corrupt image data ({exc})"
     return f"{type(exc).__name__}: {exc}"
 
