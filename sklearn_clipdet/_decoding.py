@@ -31,6 +31,7 @@ from ._images import (
     ImageDecodeError,
     load_rgb,
     open_image,
+    reduce_to_target,
     sample_errors,
 )
 from ._tensor_images import TensorPreprocess, decode_jpegs, inspect_jpeg
@@ -81,9 +82,10 @@ class PixelBudget:
 
 
 #: Decoded pixels held at once by all featurizers of the process while they
-#: decode on the CPU: PIL's default pixel limit, about 89.5 million. A decoded
-#: pixel and its RGB conversion take 3 to 15 bytes (RGB JPEG to RGBA PNG), so
-#: decoding holds at most about 1.3 GB beyond one image larger than the budget.
+#: decode on the CPU: PIL's default pixel limit, about 89.5 million. Decoding
+#: and converting to RGB peaks at 4 bytes a pixel for RGB images, 8 for RGBA
+#: and 10 for 16-bit grey (measured), so decoding holds at most about 0.9 GB,
+#: or one image larger than the budget (``max_image_pixels`` raised) alone.
 DECODE_BUDGET = PixelBudget(DEFAULT_MAX_IMAGE_PIXELS)
 
 
@@ -212,12 +214,18 @@ class ImageDecoder:
 
     def decode(self, source):
         """The model input of one sample, decoded on the CPU within :data:`DECODE_BUDGET`:
-        uint8 (3, H, W) when fast, else open_clip's float32 input."""
+        uint8 (3, H, W) when fast, else open_clip's float32 input.
+
+        The fast path decodes large JPEGs at a reduced scale and shrinks other
+        large images by an integer factor before resizing them as tensors (see
+        :func:`~sklearn_clipdet._images.reduce_to_target`).
+        """
         image = open_image(source, self.options)
         with DECODE_BUDGET.reserve(image.width * image.height):
             image = load_rgb(image)
             if self.tensors is None:
                 return self.backbone.preprocess_image(image)
+            image = reduce_to_target(image, self.options)
             # np.array copies into memory torch may own (np.asarray would be read-only).
             pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)
             return self.tensors.resize_crop(pixels).contiguous()

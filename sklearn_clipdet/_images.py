@@ -39,6 +39,7 @@ __all__ = [
     "open_image",
     "open_limited",
     "read_file",
+    "reduce_to_target",
     "sample_errors",
 ]
 
@@ -373,9 +374,18 @@ def _identify(file):
 
 def _draft(image, options):
     """Ask the JPEG decoder for a reduced scale that keeps the resize target covered."""
-    width, height = image.size
+    transposed = image.getexif().get(_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS
+    request = _reduced_size(image.size, options, transposed)
+    if min(image.width // request[0], image.height // request[1]) >= 2:
+        image.draft(image.mode, request)
+
+
+def _reduced_size(size, options, transposed=False):
+    """The smallest (width, height) that keeps the resize target ``draft_margin`` times
+    covered."""
+    width, height = size
     target_h, target_w = options.target_size
-    if image.getexif().get(_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS:
+    if transposed:
         target_h, target_w = target_w, target_h
     if options.resize_mode == "squash":
         needed_w, needed_h = target_w, target_h
@@ -383,12 +393,23 @@ def _draft(image, options):
         ratios = (target_w / width, target_h / height)
         scale = max(ratios) if options.resize_mode == "shortest" else min(ratios)
         needed_w, needed_h = width * scale, height * scale
-    request = (
+    return (
         max(1, math.ceil(needed_w * options.draft_margin)),
         max(1, math.ceil(needed_h * options.draft_margin)),
     )
-    if min(width // request[0], height // request[1]) >= 2:
-        image.draft(image.mode, request)
+
+
+def reduce_to_target(image, options):
+    """Shrink a decoded (upright) image by an integer factor, averaging blocks of pixels,
+    while it stays ``draft_margin`` times larger than the resize target.
+
+    What reduced-size JPEG decoding does for other formats and for JPEGs beyond
+    its 1/8 scale; the image is returned unchanged when no factor of 2 or more
+    fits.
+    """
+    request = _reduced_size(image.size, options)
+    factor = min(image.width // request[0], image.height // request[1])
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def to_rgb(image):
@@ -406,14 +427,16 @@ def to_rgb(image):
             "Convert to 8 bits first, e.g. Image.fromarray(np.uint8(np.clip(np.asarray(image) "
             "* 255, 0, 255)))"
         )
+    # Both conversions below work in PIL's own 8 and 32-bit buffers: a few bytes per pixel
+    # where float arrays or full-size RGBA copies took 20 to 30.
     if image.mode in _SIXTEEN_BIT_MODES:
-        values = np.asarray(image, dtype=np.float64)
-        gray = np.clip(np.rint(values * (255 / 65535)), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
+        # Rounded v * 255 / 65535 (PIL truncates the + 0.5), clipped to 0-255.
+        return image.convert("I").point(lambda v: v * (255 / 65535) + 0.5).convert("RGB")
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+        rgb.paste(rgba, mask=rgba)  # alpha-composited on white
+        return rgb
     if image.mode == "RGB":
         return image
     return image.convert("RGB")

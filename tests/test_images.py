@@ -17,6 +17,7 @@ from sklearn_clipdet._images import (
     load_source,
     open_limited,
     read_file,
+    reduce_to_target,
     sample_errors,
     to_rgb,
 )
@@ -208,6 +209,16 @@ def test_draft_applies_to_camera_jpegs_that_open_as_mpo():
     assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
     image = decode_image(buffer.getvalue(), DecodeOptions(target_size=(32, 32)))
     assert image.size == (150, 113)
+
+
+def test_reduce_to_target_keeps_the_margin():
+    image = Image.new("RGB", (1000, 700), (10, 120, 200))
+    options = DecodeOptions(target_size=(32, 32), draft_margin=3.0)
+    reduced = reduce_to_target(image, options)
+    assert reduced.size == (143, 100)  # 1/7 (PIL rounds up): the short side stays >= 3 * 32
+    assert tuple(np.asarray(reduced)[50, 50]) == (10, 120, 200)
+    small = Image.new("RGB", (150, 120))
+    assert reduce_to_target(small, options) is small  # no factor of 2 fits
 
 
 def test_draft_never_applies_to_png():
