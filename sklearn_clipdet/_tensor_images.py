@@ -22,7 +22,7 @@ import torch
 from open_clip.transform import center_crop_or_pad
 from PIL import ExifTags
 from torchvision.io import ImageReadMode, decode_jpeg
-from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from ._images import open_limited
@@ -161,8 +161,9 @@ class TensorPreprocess:
         self.resize_mode = preprocess_cfg.get("resize_mode", "shortest")
         self.interpolation = InterpolationMode(preprocess_cfg.get("interpolation", "bicubic"))
         self.fill_color = preprocess_cfg.get("fill_color", 0)
-        self.mean = torch.tensor(preprocess_cfg["mean"], dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(preprocess_cfg["std"], dtype=torch.float32).view(-1, 1, 1)
+        mean = torch.tensor(preprocess_cfg["mean"], dtype=torch.float32).view(-1, 1, 1)
+        std = torch.tensor(preprocess_cfg["std"], dtype=torch.float32).view(-1, 1, 1)
+        self._mean_std = {torch.device("cpu"): (mean, std)}  # copied to each device once
 
     def resized_size(self, height, width):
         """(height, width) of an image of this size after the resize step."""
@@ -205,5 +206,8 @@ class TensorPreprocess:
         """uint8 images (n, 3, H, W) as the model's input: scaled to [0, 1], then
         ``(x - mean) / std`` in float32 (as torchvision's ToTensor and Normalize), cast to
         ``dtype``."""
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        if images.device not in self._mean_std:
+            mean, std = self._mean_std[torch.device("cpu")]
+            self._mean_std[images.device] = (mean.to(images.device), std.to(images.device))
+        mean, std = self._mean_std[images.device]
         return ((images.to(torch.float32) / 255 - mean) / std).to(dtype)
