@@ -69,8 +69,11 @@ def test_decoded_jpegs_are_upright_like_pils(orientation):
     np.testing.assert_array_equal(as_array(decoded), np.asarray(decode_image(data)))
 
 
-def test_grey_and_progressive_jpegs_decode_like_pil():
-    datas = [jpeg(random_image(0, mode="L")), jpeg(random_image(1), progressive=True)]
+def test_grey_progressive_and_mpo_jpegs_decode_like_pil():
+    mpo = io.BytesIO()
+    random_image(2).save(mpo, "MPO", save_all=True, append_images=[random_image(3)])
+    datas = [jpeg(random_image(0, mode="L")), jpeg(random_image(1), progressive=True),
+             mpo.getvalue()]
     decoded = decode_jpegs(datas, [inspect_jpeg(d, None) for d in datas], "cpu")
     for data, image in zip(datas, decoded):
         assert image.shape[0] == 3
