@@ -89,8 +89,9 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         Scale each embedding (image and text separately) to unit L2 norm.
     on_error : {"raise", "nan"}, default="raise"
         What to do with an image that cannot be read (missing file, empty or
-        truncated file, not an image, None, a file that is not a regular file
-        or is over ``max_image_bytes``, an image over ``max_image_pixels``). "raise" raises an
+        truncated file, not an image, None, a path that is not a regular file,
+        a file over ``max_image_bytes``, an image over ``max_image_pixels``).
+        "raise" raises an
         :class:`~sklearn_clipdet._images.ImageDecodeError` naming the sample;
         "nan" gives the sample a row of NaN, warns once with the indices and
         records them in ``failed_indices_``.
@@ -112,7 +113,9 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
     cache_dir : str, path-like or None, default=None
         Folder of an on-disk cache of per-sample embeddings, keyed by the
         image content (or the text) and everything that changes the
-        embedding. Shared safely by several processes.
+        embedding. Shared safely by several processes. A cache that cannot be
+        used (damaged or read-only file, a file given as folder) raises
+        :class:`~sklearn_clipdet.exceptions.FeatureCacheError`.
     num_workers : int or None, default=None
         Threads that read and decode images while the model runs; None uses
         one per CPU core available to the process, 0 decodes in the calling
