@@ -221,9 +221,9 @@ def decode_as_tensors(backbone, sources, batch_size):
     def run():
         for start in range(0, len(sources), batch_size):
             chunk = slice(start, start + batch_size)
-            decoded = decode_jpegs(sources[chunk], headers[chunk], backbone.device)
-            tensors.normalize(torch.stack(tensors.resize_crop_many(decoded)),
-                              backbone.input_dtype)
+            decoded = decode_jpegs(sources[chunk], headers[chunk], backbone.device,
+                                   then=tensors.resize_crop_many)
+            tensors.normalize(torch.stack(decoded), backbone.input_dtype)
         synchronize(backbone.device)
 
     run()  # warm up

@@ -264,8 +264,8 @@ class ImageDecoder:
     def _decode_jpegs(self, encoded):
         try:
             images = decode_jpegs([p.encoded for p in encoded], [p.header for p in encoded],
-                                  self.jpeg_device)
-            for prepared, pixels in zip(encoded, self.tensors.resize_crop_many(images)):
+                                  self.jpeg_device, then=self.tensors.resize_crop_many)
+            for prepared, pixels in zip(encoded, images):
                 prepared.pixels = pixels
         except Exception:  # nvJPEG refused one of them: PIL decodes each and explains failures
             for prepared in encoded:

@@ -36,9 +36,10 @@ __all__ = [
     "upright",
 ]
 
-#: Most decoded pixels (summed over images) that one nvJPEG call produces: 256
-#: megapixels, 768 MiB of RGB on the device, whatever the batch size.
-DEVICE_DECODE_CHUNK_PIXELS = 256 * 1024 * 1024
+#: Most decoded pixels (summed over images) that one nvJPEG call produces and
+#: that are held at full size at once: 128 megapixels, 384 MiB of RGB on the
+#: device (1.5 GiB while resizing in float32), whatever the batch size.
+DEVICE_DECODE_CHUNK_PIXELS = 128 * 1024 * 1024
 
 _ORIENTATION = ExifTags.Base.Orientation
 _JPEG_END = b"\xff\xd9"
@@ -97,13 +98,16 @@ def inspect_jpeg(data, max_pixels):
     return JpegHeader(image.width, image.height, orientation if orientation in _UPRIGHT else 1)
 
 
-def decode_jpegs(datas, headers, device):
+def decode_jpegs(datas, headers, device, then=None):
     """Decode JPEG bytes into upright uint8 (3, H, W) tensors on ``device``.
 
     ``datas`` must have passed :func:`inspect_jpeg`, which gave ``headers``.
-    On a CUDA device the images are decoded by nvJPEG, in calls of at most
-    :data:`DEVICE_DECODE_CHUNK_PIXELS` pixels; on the CPU by libjpeg-turbo.
-    Raises if any image of a call fails to decode.
+    On a CUDA device the images are decoded by nvJPEG, on the CPU by
+    libjpeg-turbo, in calls of at most :data:`DEVICE_DECODE_CHUNK_PIXELS`
+    pixels. ``then(images)`` (resizing, say) is applied to the images of each
+    call before the next one, so that only one call's full-size images are
+    held at once; the results of ``then`` are returned, in order. Raises if
+    any image of a call fails to decode.
     """
     device = torch.device(device)
     pixel_counts = [header.width * header.height for header in headers]
@@ -113,7 +117,8 @@ def decode_jpegs(datas, headers, device):
         # read-only memory.
         encoded = [torch.frombuffer(bytearray(datas[i]), dtype=torch.uint8) for i in chunk]
         decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
-        results.extend(upright(image, headers[i].orientation) for i, image in zip(chunk, decoded))
+        images = [upright(image, headers[i].orientation) for i, image in zip(chunk, decoded)]
+        results.extend(images if then is None else then(images))
     return results
 
 

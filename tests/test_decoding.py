@@ -138,8 +138,8 @@ def test_tensor_path_mixes_formats_and_errors_in_input_order(
         tiny_model_name, tmp_path, tensor_path_on_cpu, monkeypatch):
     calls = []
     decode_jpegs = _decoding.decode_jpegs
-    monkeypatch.setattr(_decoding, "decode_jpegs",
-                        lambda datas, *args: calls.append(len(datas)) or decode_jpegs(datas, *args))
+    monkeypatch.setattr(_decoding, "decode_jpegs", lambda datas, *args, **kwargs: calls.append(
+        len(datas)) or decode_jpegs(datas, *args, **kwargs))
     good = [random_array(seed) for seed in range(4)]
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(encode(good[0])[:300])
@@ -159,7 +159,7 @@ def test_a_batch_nvjpeg_refuses_is_decoded_by_pil(tiny_model_name, tensor_path_o
                                                   monkeypatch):
     from sklearn_clipdet._tensor_images import JpegHeader
 
-    def refuse(*args):
+    def refuse(*args, **kwargs):
         raise RuntimeError("Error while decoding JPEG images")
 
     monkeypatch.setattr(_decoding, "decode_jpegs", refuse)

@@ -89,8 +89,10 @@ def test_decoding_is_split_into_calls_of_bounded_pixels(monkeypatch):
                         lambda inputs, **kwargs: calls.append(len(inputs)) or decode(inputs,
                                                                                       **kwargs))
     monkeypatch.setattr(_tensor_images, "DEVICE_DECODE_CHUNK_PIXELS", 2 * 40 * 24)
-    decoded = decode_jpegs(datas, headers, "cpu")
-    assert calls == [2, 2, 1]
+    held = []  # full-size images alive at once: those of one call only
+    decoded = decode_jpegs(datas, headers, "cpu", then=lambda images: held.append(
+        len(images)) or [image.clone() for image in images])
+    assert calls == [2, 2, 1] and held == [2, 2, 1]
     for data, image in zip(datas, decoded):
         np.testing.assert_array_equal(as_array(image), np.asarray(decode_image(data)))
 
