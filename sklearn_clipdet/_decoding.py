@@ -29,6 +29,7 @@ from ._images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     DecodeOptions,
     ImageDecodeError,
+    draft_applies,
     load_rgb,
     open_image,
     reduce_to_target,
@@ -204,30 +205,45 @@ class ImageDecoder:
         ImageDecodeError
             When the sample cannot be decoded.
         """
-        if self.jpeg_device is not None and isinstance(source, bytes):
+        header = None
+        if self.tensors is not None and isinstance(source, bytes):
             header = inspect_jpeg(source, self.options.max_image_pixels)
-            if header is not None:
-                prepared.encoded, prepared.header = source, header
-                return
+        if header is not None and self.jpeg_device is not None:
+            prepared.encoded, prepared.header = source, header
+            return
         with sample_errors(prepared.index, prepared.item):
-            prepared.pixels = self.decode(source)
+            prepared.pixels = self.decode(source, header)
 
-    def decode(self, source):
+    def decode(self, source, header=None):
         """The model input of one sample, decoded on the CPU within :data:`DECODE_BUDGET`:
         uint8 (3, H, W) when fast, else open_clip's float32 input.
 
-        The fast path decodes large JPEGs at a reduced scale and shrinks other
-        large images by an integer factor before resizing them as tensors (see
-        :func:`~sklearn_clipdet._images.reduce_to_target`).
+        The fast path decodes large JPEGs at a reduced scale, shrinks other
+        large images by an integer factor (see
+        :func:`~sklearn_clipdet._images.reduce_to_target`) and resizes them as
+        tensors; plain JPEGs that decode at full size anyway (their
+        :func:`~sklearn_clipdet._tensor_images.inspect_jpeg` ``header`` given)
+        are decoded straight into a tensor by libjpeg-turbo, the same pixels as
+        PIL's, without PIL's copies.
         """
+        if header is not None and not draft_applies(
+                (header.width, header.height), header.orientation, self.options):
+            with DECODE_BUDGET.reserve(header.width * header.height):
+                try:
+                    (pixels,) = decode_jpegs([source], [header], "cpu",
+                                             then=self.tensors.resize_crop_many)
+                    return pixels.contiguous()
+                except RuntimeError:
+                    pass  # libjpeg-turbo refused it: PIL decides, and explains
         image = open_image(source, self.options)
         with DECODE_BUDGET.reserve(image.width * image.height):
             image = load_rgb(image)
             if self.tensors is None:
                 return self.backbone.preprocess_image(image)
             image = reduce_to_target(image, self.options)
-            # np.array copies into memory torch may own (np.asarray would be read-only).
-            pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+            # One copy, into memory torch may own (np.asarray would be read-only).
+            pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+            pixels = pixels.view(image.height, image.width, 3).permute(2, 0, 1)
             return self.tensors.resize_crop(pixels).contiguous()
 
     def model_inputs(self, batch):
@@ -271,7 +287,7 @@ class ImageDecoder:
             for prepared in encoded:
                 try:
                     with sample_errors(prepared.index, prepared.item):
-                        prepared.pixels = self.decode(prepared.encoded)
+                        prepared.pixels = self.decode(prepared.encoded)  # by PIL
                 except ImageDecodeError as error:
                     prepared.error = error
         for prepared in encoded:

@@ -33,6 +33,7 @@ __all__ = [
     "content_hash",
     "decode_image",
     "describe_input",
+    "draft_applies",
     "is_missing",
     "load_rgb",
     "load_source",
@@ -374,10 +375,19 @@ def _identify(file):
 
 def _draft(image, options):
     """Ask the JPEG decoder for a reduced scale that keeps the resize target covered."""
-    transposed = image.getexif().get(_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS
-    request = _reduced_size(image.size, options, transposed)
-    if min(image.width // request[0], image.height // request[1]) >= 2:
-        image.draft(image.mode, request)
+    orientation = image.getexif().get(_ORIENTATION, 1)
+    if draft_applies(image.size, orientation, options):
+        image.draft(image.mode, _reduced_size(image.size, options,
+                                              orientation in _TRANSPOSED_ORIENTATIONS))
+
+
+def draft_applies(size, orientation, options):
+    """Whether a JPEG of ``size`` (and EXIF ``orientation``) decodes at a reduced scale with
+    ``options``: when a scale of 1/2 or less still covers the target ``draft_margin`` times."""
+    if not options.draft or options.target_size is None:
+        return False
+    request = _reduced_size(size, options, orientation in _TRANSPOSED_ORIENTATIONS)
+    return min(size[0] // request[0], size[1] // request[1]) >= 2
 
 
 def _reduced_size(size, options, transposed=False):
