@@ -35,7 +35,7 @@ from ._images import (
     reduce_to_target,
     sample_errors,
 )
-from ._tensor_images import TensorPreprocess, decode_jpegs, inspect_jpeg
+from ._tensor_images import TensorPreprocess, decode_jpegs, encoded_tensor, inspect_jpeg
 
 __all__ = [
     "DECODE_BUDGET",
@@ -137,8 +137,9 @@ class Prepared:
     """One image sample on its way to the model.
 
     After :meth:`ImageDecoder.prepare` exactly one of ``vector`` (set by the
-    caller from a cache), ``pixels`` (decoded on the CPU), ``encoded`` (JPEG
-    bytes left for the batch decoder) and ``error`` is set.
+    caller from a cache), ``pixels`` (decoded on the CPU), ``encoded`` (a JPEG
+    left for the batch decoder, as from
+    :func:`~sklearn_clipdet._tensor_images.encoded_tensor`) and ``error`` is set.
     """
 
     index: int
@@ -146,7 +147,7 @@ class Prepared:
     key: str = None
     vector: np.ndarray = None
     pixels: torch.Tensor = None
-    encoded: bytes = None
+    encoded: torch.Tensor = None
     header: Any = None
     error: ImageDecodeError = None
 
@@ -209,7 +210,8 @@ class ImageDecoder:
         if self.tensors is not None and isinstance(source, bytes):
             header = inspect_jpeg(source, self.options.max_image_pixels)
         if header is not None and self.jpeg_device is not None:
-            prepared.encoded, prepared.header = source, header
+            # Copied here, in parallel, rather than in the one thread that builds batches.
+            prepared.encoded, prepared.header = encoded_tensor(source), header
             return
         with sample_errors(prepared.index, prepared.item):
             prepared.pixels = self.decode(source, header)
@@ -287,7 +289,7 @@ class ImageDecoder:
             for prepared in encoded:
                 try:
                     with sample_errors(prepared.index, prepared.item):
-                        prepared.pixels = self.decode(prepared.encoded)  # by PIL
+                        prepared.pixels = self.decode(prepared.encoded.numpy().tobytes())
                 except ImageDecodeError as error:
                     prepared.error = error
         for prepared in encoded:

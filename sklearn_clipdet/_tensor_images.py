@@ -32,6 +32,7 @@ __all__ = [
     "JpegHeader",
     "TensorPreprocess",
     "decode_jpegs",
+    "encoded_tensor",
     "inspect_jpeg",
     "upright",
 ]
@@ -98,10 +99,17 @@ def inspect_jpeg(data, max_pixels):
     return JpegHeader(image.width, image.height, orientation if orientation in _UPRIGHT else 1)
 
 
-def decode_jpegs(datas, headers, device, then=None):
-    """Decode JPEG bytes into upright uint8 (3, H, W) tensors on ``device``.
+def encoded_tensor(data):
+    """JPEG bytes as the 1-D uint8 CPU tensor :func:`decode_jpegs` takes: a writable copy,
+    since torch warns about tensors over read-only ``bytes``."""
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
-    ``datas`` must have passed :func:`inspect_jpeg`, which gave ``headers``.
+
+def decode_jpegs(datas, headers, device, then=None):
+    """Decode JPEGs into upright uint8 (3, H, W) tensors on ``device``.
+
+    ``datas`` (bytes, or tensors from :func:`encoded_tensor`) must have passed
+    :func:`inspect_jpeg`, which gave ``headers``.
     On a CUDA device the images are decoded by nvJPEG, on the CPU by
     libjpeg-turbo, in calls of at most :data:`DEVICE_DECODE_CHUNK_PIXELS`
     pixels. ``then(images)`` (resizing, say) is applied to the images of each
@@ -113,9 +121,8 @@ def decode_jpegs(datas, headers, device, then=None):
     pixel_counts = [header.width * header.height for header in headers]
     results = []
     for chunk in _chunks(range(len(datas)), pixel_counts, DEVICE_DECODE_CHUNK_PIXELS):
-        # decode_jpeg takes CPU tensors; a bytearray copy keeps torch from warning about
-        # read-only memory.
-        encoded = [torch.frombuffer(bytearray(datas[i]), dtype=torch.uint8) for i in chunk]
+        encoded = [datas[i] if isinstance(datas[i], torch.Tensor) else encoded_tensor(datas[i])
+                   for i in chunk]
         decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
         images = [upright(image, headers[i].orientation) for i, image in zip(chunk, decoded)]
         results.extend(images if then is None else then(images))
