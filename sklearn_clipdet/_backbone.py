@@ -135,15 +135,20 @@ class Backbone:
             return self._fingerprint
 
     def encode_image(self, pixels):
-        """Image embeddings (float32 tensor on CPU, not normalised) of a (n, 3, H, W) batch."""
+        """Image embeddings (n, d) of a (n, 3, H, W) batch, not normalised.
+
+        Returns a float32 tensor on the model's device, without waiting for a
+        GPU to compute it (``.cpu()`` waits).
+        """
         with torch.inference_mode():
             pixels = pixels.to(self.device, dtype=self.input_dtype, non_blocking=True)
-            return self.model.encode_image(pixels).float().cpu()
+            return self.model.encode_image(pixels).float()
 
     def encode_text(self, tokens):
-        """Text embeddings (float32 tensor on CPU, not normalised) of a (n, L) token batch."""
+        """Text embeddings (n, d) of a (n, L) token batch, not normalised: a float32 tensor on
+        the model's device, as :meth:`encode_image`."""
         with torch.inference_mode():
-            return self.model.encode_text(tokens.to(self.device)).float().cpu()
+            return self.model.encode_text(tokens.to(self.device, non_blocking=True)).float()
 
 
 def _check_precision(precision, device):

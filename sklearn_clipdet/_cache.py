@@ -6,8 +6,11 @@ image content hash or the text). Each row stores the vector's length and a
 checksum next to its float32 bytes; a row that fails either check is treated
 as a miss, deleted, and recomputed by the caller. sqlite's write-ahead log
 and busy timeout make the file safe to share between threads and processes.
+A cache that cannot be used at all (a damaged or read-only file, a
+``cache_dir`` that is not a folder) raises :class:`FeatureCacheError`.
 """
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FeatureCache"]
+__all__ = ["FeatureCache", "FeatureCacheError"]
 
 _FILENAME = "clip_features.sqlite3"
 _SCHEMA = """
@@ -35,8 +38,42 @@ _SQL_BATCH = 500  # stays below sqlite's limit on query parameters
 logger = logging.getLogger(__name__)
 
 
+class FeatureCacheError(OSError):
+    """The feature cache cannot be used: its file is damaged or read-only, or
+    ``cache_dir`` is not a folder.
+
+    The message names the path and what to do. The cache only holds features
+    that can be computed again, so deleting its file loses nothing else.
+    """
+
+
 def _checksum(key, data):
     return hashlib.blake2b(key.encode() + b"\0" + data, digest_size=16).digest()
+
+
+def _cache_error(path, exc):
+    """A :class:`FeatureCacheError` that explains an sqlite error on the cache file ``path``."""
+    name = getattr(exc, "sqlite_errorname", "")  # Python >= 3.11
+    text = str(exc).lower()
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        advice = (
+            "the file or its folder is read-only. Give write permission to both (SQLite also "
+            f"writes {path.name}-wal and {path.name}-shm beside it), or choose another cache_dir"
+        )
+    elif name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text \
+            or "malformed" in text:
+        advice = (
+            "the file is damaged or is not a feature cache. It only holds features that are "
+            "computed again when missing: delete it, or choose another cache_dir"
+        )
+    elif name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        advice = (
+            "it cannot be opened or created; check that its folder exists and is writable "
+            "(SQLite writes journal files beside it), or choose another cache_dir"
+        )
+    else:
+        advice = "choose another cache_dir, or delete the file if it is damaged"
+    return FeatureCacheError(f"The feature cache {path} cannot be used ({exc}): {advice}.")
 
 
 class FeatureCache:
@@ -51,8 +88,20 @@ class FeatureCache:
     """
 
     def __init__(self, directory):
-        self.path = Path(directory) / _FILENAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        directory = Path(directory)
+        self.path = directory / _FILENAME
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise FeatureCacheError(
+                f"cache_dir {directory} is not a folder: it, or a folder above it, is a file. "
+                "Choose a folder (it is created if needed)."
+            ) from exc
+        except OSError as exc:
+            raise FeatureCacheError(
+                f"cache_dir {directory} cannot be created ({exc}); choose a folder you can "
+                "write to."
+            ) from exc
         self._local = threading.local()
         self._connections = []
         self._lock = threading.Lock()
@@ -61,13 +110,8 @@ class FeatureCache:
     def _connection(self):
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            try:
+            with self._errors():
                 connection = self._connect()
-            except sqlite3.DatabaseError as exc:
-                raise RuntimeError(
-                    f"The feature cache {self.path} cannot be used ({exc}); delete the file "
-                    "or choose another cache_dir."
-                ) from exc
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
@@ -85,6 +129,9 @@ class FeatureCache:
                 connection.execute("PRAGMA synchronous=NORMAL")
                 with connection:
                     connection.execute(_SCHEMA)
+                    # A write that changes nothing: a read-only cache fails here, not after
+                    # the first batch of features has been computed.
+                    connection.execute("DELETE FROM features WHERE 0")
                 return connection
             except sqlite3.OperationalError as exc:
                 connection.close()
@@ -95,14 +142,34 @@ class FeatureCache:
                 connection.close()
                 raise
 
+    @contextlib.contextmanager
+    def _errors(self):
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _cache_error(self.path, exc) from exc
+
     def get_many(self, keys, dim):
         """Return ``{key: float32 vector}`` for the keys found intact, of length ``dim``.
 
         Corrupt rows (wrong length or checksum) are deleted and left out.
         """
         keys = list(dict.fromkeys(keys))
-        found, corrupt = {}, []
         connection = self._connection()
+        with self._errors():
+            found, corrupt = self._read(connection, keys, dim)
+        if corrupt:
+            logger.warning("Recomputing %d corrupt feature cache entries in %s", len(corrupt),
+                           self.path)
+            with self._errors(), connection:
+                connection.executemany("DELETE FROM features WHERE key = ?",
+                                       [(key,) for key in corrupt])
+        return found
+
+    @staticmethod
+    def _read(connection, keys, dim):
+        """``({key: vector}, [corrupt keys])`` for the rows stored under ``keys``."""
+        found, corrupt = {}, []
         for start in range(0, len(keys), _SQL_BATCH):
             chunk = keys[start:start + _SQL_BATCH]
             rows = connection.execute(
@@ -117,13 +184,7 @@ class FeatureCache:
                     corrupt.append(key)
                     continue
                 found[key] = np.frombuffer(data, dtype=np.float32)
-        if corrupt:
-            logger.warning("Recomputing %d corrupt feature cache entries in %s", len(corrupt),
-                           self.path)
-            with connection:
-                connection.executemany("DELETE FROM features WHERE key = ?",
-                                       [(key,) for key in corrupt])
-        return found
+        return found, corrupt
 
     def get(self, key, dim):
         """The vector stored under ``key``, or None."""
@@ -137,7 +198,7 @@ class FeatureCache:
             rows.append((key, len(data) // 4, data, _checksum(key, data)))
         if rows:
             connection = self._connection()
-            with connection:
+            with self._errors(), connection:
                 connection.executemany(
                     "INSERT OR REPLACE INTO features (key, dim, data, checksum) "
                     "VALUES (?, ?, ?, ?)",

@@ -1,12 +1,14 @@
 """Read image inputs of any supported kind and turn them into RGB PIL images.
 
 Inputs are file paths (str or path-like), encoded bytes, PIL images and
-HxW / HxWxC uint8 arrays. Reading happens in two steps so that a feature
-cache can be consulted in between: :func:`load_source` gets the raw content
-(file bytes, or the in-memory image), :func:`decode_image` turns it into an
-RGB image ready for the model's preprocessing. Both raise ordinary
-exceptions; :func:`sample_errors` turns them into an :class:`ImageDecodeError`
-that names the sample.
+HxW / HxWxC uint8 arrays. Reading happens in steps so that a feature cache
+can be consulted, and decoded memory accounted for, in between:
+:func:`load_source` gets the raw content (file bytes, or the in-memory
+image), :func:`open_image` reads the header only (size, format, reduced-size
+decoding), and :func:`load_rgb` decodes the pixels into an RGB image ready
+for the model's preprocessing (:func:`decode_image` does both). They raise
+ordinary exceptions; :func:`sample_errors` turns them into an
+:class:`ImageDecodeError` that names the sample.
 """
 
 import contextlib
@@ -15,13 +17,15 @@ import io
 import math
 import numbers
 import os
-import threading
+import stat
+import struct
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
 __all__ = [
+    "DEFAULT_MAX_IMAGE_BYTES",
     "DEFAULT_MAX_IMAGE_PIXELS",
     "DecodeOptions",
     "ImageDecodeError",
@@ -29,19 +33,36 @@ __all__ = [
     "content_hash",
     "decode_image",
     "describe_input",
+    "draft_applies",
     "is_missing",
+    "load_rgb",
     "load_source",
+    "open_image",
+    "open_limited",
+    "read_file",
+    "reduce_to_target",
     "sample_errors",
 ]
 
 #: PIL's own default limit (``PIL.Image.MAX_IMAGE_PIXELS``), about 89.5 megapixels.
 DEFAULT_MAX_IMAGE_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)
+#: Largest encoded image read by default: 256 MiB, far above any photograph.
+DEFAULT_MAX_IMAGE_BYTES = 256 * 1024 * 1024
 
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _ORIENTATION = ExifTags.Base.Orientation
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}  # orientations that swap width and height
-_pil_limit_lock = threading.Lock()
+_FILE_KINDS = {
+    stat.S_ISDIR: "a directory",
+    stat.S_ISFIFO: "a named pipe (FIFO)",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+    stat.S_ISSOCK: "a socket",
+}
+# Opening never blocks on a FIFO swapped in after the check; O_NONBLOCK does not change
+# how regular files are read.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 class ImageDecodeError(ValueError):
@@ -143,30 +164,32 @@ def _reason(exc):
     if isinstance(exc, Image.UnidentifiedImageError):
         return "not an image PIL can read (unknown or corrupt format)"
     if isinstance(exc, Image.DecompressionBombError):
-        return str(exc)
-    if isinstance(exc, OSError) and "truncated" in str(exc):
+        if "max_image_pixels" in str(exc):
+            return str(exc)
+        return (f"{exc} (PIL's own process-wide limit, PIL.Image.MAX_IMAGE_PIXELS, refuses it "
+                "for this format)")
+    if isinstance(exc, OSError) and "truncated" in str(exc).lower():
         return f"truncated or corrupt image data ({exc})"
     return f"{type(exc).__name__}: {exc}"
 
 
-def load_source(item):
+def load_source(item, max_bytes=DEFAULT_MAX_IMAGE_BYTES):
     """Return the raw content of an input sample.
 
-    File paths are read into bytes; bytes are returned as bytes; PIL images and
-    arrays are validated and returned unchanged.
+    File paths are read into bytes (see :func:`read_file`); bytes are returned
+    as bytes; PIL images and arrays are validated and returned unchanged.
+    Encoded images (files or bytes) larger than ``max_bytes`` are refused;
+    None means no limit.
     """
     if is_missing(item):
         raise ValueError("missing image (None or NaN)")
     if isinstance(item, (str, os.PathLike)):
-        with open(item, "rb") as file:
-            data = file.read()
-        if not data:
-            raise ValueError("file is empty (0 bytes)")
-        return data
+        return read_file(item, max_bytes)
     if isinstance(item, (bytes, bytearray, memoryview)):
         data = bytes(item)
         if not data:
             raise ValueError("empty bytes (0 bytes)")
+        _check_bytes(len(data), max_bytes)
         return data
     if isinstance(item, Image.Image):
         return item
@@ -177,6 +200,41 @@ def load_source(item):
         f"unsupported input type {type(item).__name__}; expected a file path, bytes, "
         "a PIL image or a uint8 array"
     )
+
+
+def read_file(path, max_bytes=DEFAULT_MAX_IMAGE_BYTES):
+    """The bytes of the regular file ``path``, at most ``max_bytes`` of them.
+
+    Anything else (a directory, FIFO, socket or device such as ``/dev/zero``)
+    is refused before it is opened, and the file is opened without blocking
+    and checked again, so a FIFO swapped in between cannot hang the reader.
+    A file larger than ``max_bytes`` is refused without being read (None
+    means no limit); at most ``max_bytes + 1`` bytes are ever read.
+    """
+    _check_regular(os.stat(path).st_mode)
+    with open(os.open(path, _OPEN_FLAGS), "rb") as file:
+        info = os.fstat(file.fileno())
+        _check_regular(info.st_mode)
+        _check_bytes(info.st_size, max_bytes)
+        data = file.read() if max_bytes is None else file.read(max_bytes + 1)
+    _check_bytes(len(data), max_bytes)  # the file grew, or reports no size (/proc)
+    if not data:
+        raise ValueError("file is empty (0 bytes)")
+    return data
+
+
+def _check_regular(mode):
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS.items() if test(mode)), "not a file")
+        raise ValueError(f"is {kind}, not a regular file: only image files are read")
+
+
+def _check_bytes(size, max_bytes):
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(
+            f"larger than the limit of max_image_bytes={max_bytes} bytes; raise max_image_bytes "
+            "to read it"
+        )
 
 
 def _check_array(array):
@@ -210,26 +268,42 @@ def content_hash(source):
 
 
 def decode_image(source, options=None):
-    """Turn a :func:`load_source` result into an RGB PIL image.
+    """Turn a :func:`load_source` result into an RGB PIL image: :func:`open_image`, then
+    :func:`load_rgb`."""
+    return load_rgb(open_image(source, options))
 
-    Applies the EXIF orientation, takes the first frame of animated images,
-    composites transparent images on white, scales 16-bit images to 8 bits
-    and, for large JPEGs, decodes at a reduced scale (see
-    :class:`DecodeOptions`).
+
+def open_image(source, options=None):
+    """Open a :func:`load_source` result as a PIL image, without decoding the pixels yet.
+
+    Encoded images have their header read and the pixel limit checked, and
+    large JPEGs are set to decode at a reduced scale (see
+    :class:`DecodeOptions`); ``image.size`` is then the size that decoding
+    will give. Animated images give their first frame.
     """
     options = options or DecodeOptions()
     if isinstance(source, np.ndarray):
-        image = Image.fromarray(source[:, :, 0] if source.ndim == 3 and source.shape[2] == 1
-                                else source)
-    elif isinstance(source, Image.Image):
-        image = _first_frame(source)
-        image.load()  # a lazily opened image fails here, where the sample is known
-    else:
-        image = _open_limited(io.BytesIO(source), options.max_image_pixels)
-        # Camera JPEGs with an MPF segment open as "MPO", a JPEG subclass that drafts too.
-        if options.draft and options.target_size is not None and image.format in ("JPEG", "MPO"):
-            _draft(image, options)
-        image.load()
+        return Image.fromarray(source[:, :, 0] if source.ndim == 3 and source.shape[2] == 1
+                               else source)
+    if isinstance(source, Image.Image):
+        return _first_frame(source)
+    image = open_limited(io.BytesIO(source), options.max_image_pixels)
+    # Camera JPEGs with an MPF segment open as "MPO", a JPEG subclass that drafts too.
+    if options.draft and options.target_size is not None and image.format in ("JPEG", "MPO"):
+        _draft(image, options)
+    return image
+
+
+def load_rgb(image):
+    """Decode an image from :func:`open_image` into an RGB image.
+
+    Applies the EXIF orientation, composites transparent images on white,
+    scales 16-bit images to 8 bits and refuses images without pixels and
+    floating-point images, whose value range is ambiguous.
+    """
+    image.load()  # a lazily opened image fails here, where the sample is known
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"image has no pixels ({image.width}x{image.height})")
     if image.getexif().get(_ORIENTATION, 1) != 1:
         image = ImageOps.exif_transpose(image)
     return to_rgb(image)
@@ -247,22 +321,23 @@ def _first_frame(image):
         image.seek(position)
 
 
-def _open_limited(file, max_pixels):
-    """Open an image, enforcing ``max_pixels`` instead of PIL's global limit.
+def open_limited(file, max_pixels):
+    """Open an image file object (header only, like ``Image.open``), refusing more than
+    ``max_pixels`` pixels.
 
-    PIL's global ``MAX_IMAGE_PIXELS`` is only lifted (under a lock, restored at
-    once) when the caller allows more than it does; opening reads the header only.
+    The limit replaces PIL's process-wide ``Image.MAX_IMAGE_PIXELS``, which is
+    neither read nor changed here, so the caller's limit holds whatever other
+    threads and libraries set; None means no limit. (A few formats check
+    PIL's limit again inside their own decoder.)
+
+    Raises
+    ------
+    PIL.Image.DecompressionBombError
+        When the image has more pixels than ``max_pixels``.
+    PIL.Image.UnidentifiedImageError
+        When no PIL format recognises the data.
     """
-    pil_limit = Image.MAX_IMAGE_PIXELS
-    if pil_limit is not None and (max_pixels is None or max_pixels > pil_limit):
-        with _pil_limit_lock:
-            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            try:
-                image = Image.open(file)
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
-    else:
-        image = Image.open(file)
+    image = _identify(file)
     pixels = image.width * image.height
     if max_pixels is not None and pixels > max_pixels:
         raise Image.DecompressionBombError(
@@ -273,11 +348,54 @@ def _open_limited(file, max_pixels):
     return image
 
 
+def _identify(file):
+    """``Image.open`` for a file object, without its check of the global pixel limit.
+
+    Tries the registered formats in PIL's order (the common ones first, then
+    every plugin), as ``Image.open`` does.
+    """
+    start = file.tell()
+    prefix = file.read(16)
+    tried = set()
+    for load_plugins in (Image.preinit, Image.init):
+        load_plugins()
+        for name in [name for name in Image.ID if name not in tried]:
+            tried.add(name)
+            factory, accept = Image.OPEN[name]
+            accepted = accept is None or accept(prefix)
+            if not accepted or isinstance(accepted, str):  # a str explains a refusal
+                continue
+            file.seek(start)
+            try:
+                return factory(file, "")
+            except (SyntaxError, IndexError, TypeError, struct.error):
+                continue
+    raise Image.UnidentifiedImageError("cannot identify image file")
+
+
 def _draft(image, options):
     """Ask the JPEG decoder for a reduced scale that keeps the resize target covered."""
-    width, height = image.size
+    orientation = image.getexif().get(_ORIENTATION, 1)
+    if draft_applies(image.size, orientation, options):
+        image.draft(image.mode, _reduced_size(image.size, options,
+                                              orientation in _TRANSPOSED_ORIENTATIONS))
+
+
+def draft_applies(size, orientation, options):
+    """Whether a JPEG of ``size`` (and EXIF ``orientation``) decodes at a reduced scale with
+    ``options``: when a scale of 1/2 or less still covers the target ``draft_margin`` times."""
+    if not options.draft or options.target_size is None:
+        return False
+    request = _reduced_size(size, options, orientation in _TRANSPOSED_ORIENTATIONS)
+    return min(size[0] // request[0], size[1] // request[1]) >= 2
+
+
+def _reduced_size(size, options, transposed=False):
+    """The smallest (width, height) that keeps the resize target ``draft_margin`` times
+    covered."""
+    width, height = size
     target_h, target_w = options.target_size
-    if image.getexif().get(_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS:
+    if transposed:
         target_h, target_w = target_w, target_h
     if options.resize_mode == "squash":
         needed_w, needed_h = target_w, target_h
@@ -285,28 +403,50 @@ def _draft(image, options):
         ratios = (target_w / width, target_h / height)
         scale = max(ratios) if options.resize_mode == "shortest" else min(ratios)
         needed_w, needed_h = width * scale, height * scale
-    request = (
+    return (
         max(1, math.ceil(needed_w * options.draft_margin)),
         max(1, math.ceil(needed_h * options.draft_margin)),
     )
-    if min(width // request[0], height // request[1]) >= 2:
-        image.draft(image.mode, request)
+
+
+def reduce_to_target(image, options):
+    """Shrink a decoded (upright) image by an integer factor, averaging blocks of pixels,
+    while it stays ``draft_margin`` times larger than the resize target.
+
+    What reduced-size JPEG decoding does for other formats and for JPEGs beyond
+    its 1/8 scale; the image is returned unchanged when no factor of 2 or more
+    fits.
+    """
+    request = _reduced_size(image.size, options)
+    factor = min(image.width // request[0], image.height // request[1])
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def to_rgb(image):
     """Convert a PIL image of any mode to RGB.
 
     Transparency is composited on white, 16-bit gray is scaled to 8 bits, and
-    other modes (L, 1, P, CMYK, YCbCr, ...) use PIL's conversion.
+    other modes (L, 1, P, CMYK, YCbCr, ...) use PIL's conversion. Mode "F"
+    (32-bit floating point) is refused: PIL would clip its values to 0-255,
+    turning images scaled to [0, 1] black.
     """
+    if image.mode == "F":
+        raise ValueError(
+            "mode 'F' (32-bit floating-point) images are not read: their value range "
+            "(0-1 or 0-255) is ambiguous, and converting them would turn [0, 1] images black. "
+            "Convert to 8 bits first, e.g. Image.fromarray(np.uint8(np.clip(np.asarray(image) "
+            "* 255, 0, 255)))"
+        )
+    # Both conversions below work in PIL's own 8 and 32-bit buffers: a few bytes per pixel
+    # where float arrays or full-size RGBA copies took 20 to 30.
     if image.mode in _SIXTEEN_BIT_MODES:
-        values = np.asarray(image, dtype=np.float64)
-        gray = np.clip(np.rint(values * (255 / 65535)), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
+        # Rounded v * 255 / 65535 (PIL truncates the + 0.5), clipped to 0-255.
+        return image.convert("I").point(lambda v: v * (255 / 65535) + 0.5).convert("RGB")
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+        rgb.paste(rgba, mask=rgba)  # alpha-composited on white
+        return rgb
     if image.mode == "RGB":
         return image
     return image.convert("RGB")

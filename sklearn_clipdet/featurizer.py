@@ -8,12 +8,9 @@ import os
 import warnings
 from collections import deque
 from collections.abc import Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import PIL
 import torch
 from PIL import Image
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -23,13 +20,22 @@ from tqdm.auto import tqdm
 
 from ._backbone import PRECISIONS, load_backbone
 from ._cache import FeatureCache
+from ._decoding import (
+    BatchRunner,
+    ImageDecoder,
+    Prepared,
+    default_workers,
+    jpeg_batch_device,
+    ordered_map,
+)
+from ._device import HostCopy
 from ._images import (
+    DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,
-    DecodeOptions,
     ImageDecodeError,
     ImageDecodeWarning,
     content_hash,
-    decode_image,
+    describe_input,
     is_missing,
     load_source,
     sample_errors,
@@ -40,18 +46,8 @@ __all__ = ["CLIPFeaturizer"]
 
 _MODALITIES = ("image+text", "image", "text")
 _ON_ERROR = ("raise", "nan")
-_CACHE_FORMAT = 1  # bump when the meaning of stored vectors changes
-
-
-@dataclass
-class _Prepared:
-    """One image sample after the decoding stage: cached vector, model input, or error."""
-
-    index: int
-    key: str = None
-    vector: np.ndarray = None
-    pixels: torch.Tensor = None
-    error: ImageDecodeError = None
+_CACHE_FORMAT = 2  # bump when the meaning of stored vectors changes
+_GPU_TEXT_BATCH = 1024  # captions per forward pass on a GPU, at least
 
 
 class CLIPFeaturizer(TransformerMixin, BaseEstimator):
@@ -87,30 +83,44 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         "fp16" and "bf16" need a GPU; "int8" is dynamic quantisation of the
         linear layers on CPU.
     batch_size : int, default=32
-        Samples per forward pass.
+        Images per forward pass. Captions go in batches of the same size on
+        the CPU, and of at least 1024 on a GPU (their forward pass is light).
     normalize : bool, default=True
         Scale each embedding (image and text separately) to unit L2 norm.
     on_error : {"raise", "nan"}, default="raise"
         What to do with an image that cannot be read (missing file, empty or
-        truncated file, not an image, None). "raise" raises an
+        truncated file, not an image, None, a path that is not a regular file,
+        a file over ``max_image_bytes``, an image over ``max_image_pixels``).
+        "raise" raises an
         :class:`~sklearn_clipdet._images.ImageDecodeError` naming the sample;
         "nan" gives the sample a row of NaN, warns once with the indices and
         records them in ``failed_indices_``.
     max_image_pixels : int or None, default=89478485
         Encoded images with more pixels are refused as possible decompression
-        bombs (PIL's default limit). None removes the limit.
+        bombs (PIL's default limit). None removes the limit. PIL's own
+        process-wide ``PIL.Image.MAX_IMAGE_PIXELS`` is neither used nor changed.
+    max_image_bytes : int or None, default=268435456
+        Image files (and bytes) larger than this (256 MiB) are refused without
+        being read. None removes the limit.
     draft_decode : bool, default=True
-        Decode large JPEGs at a reduced scale (1/2, 1/4 or 1/8) that stays at
-        least three times the size the preprocessing resizes to. Much faster on camera
-        photos, with features very close to a full decode; set False for
-        results bit-identical to open_clip's own preprocessing.
+        Fast decoding: large JPEGs are decoded at a reduced scale (1/2, 1/4 or
+        1/8) that stays at least three times the size the preprocessing
+        resizes to, images are resized with torchvision's tensor kernels, and,
+        when the model runs on CUDA, JPEGs are decoded on the GPU by nvJPEG.
+        Much faster, with features very close to open_clip's (see the user
+        guide); set False for results bit-identical to open_clip's own
+        preprocessing, decoded by PIL on the CPU.
     cache_dir : str, path-like or None, default=None
         Folder of an on-disk cache of per-sample embeddings, keyed by the
         image content (or the text) and everything that changes the
-        embedding. Shared safely by several processes.
+        embedding. Shared safely by several processes. A cache that cannot be
+        used (damaged or read-only file, a file given as folder) raises
+        :class:`~sklearn_clipdet.exceptions.FeatureCacheError`.
     num_workers : int or None, default=None
-        Threads that read and preprocess images while the model runs; None
-        uses ``min(4, os.cpu_count())``, 0 decodes in the calling thread.
+        Threads that read and decode images while the model runs; None uses
+        one per CPU core available to the process, 0 decodes in the calling
+        thread. Whatever the number, decoding holds at most about 89.5 million
+        decoded pixels at a time in the process (see the user guide).
     backbone_fingerprint : str or None, default=None
         Fingerprint of the backbone (its weights, preprocessing, tokenizer and
         open_clip version) that the features must come from, as recorded by
@@ -141,16 +151,16 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
 
     Images are read with EXIF orientation applied, the first frame of
     animated images, transparency composited on white and 16-bit images
-    scaled to 8 bits. With ``draft_decode=False``, or for inputs where no
-    reduced decoding applies (PIL images, arrays, small files), the features
-    equal open_clip's ``model.encode_image(preprocess(image))`` and
+    scaled to 8 bits; floating-point (mode "F") images are refused. With
+    ``draft_decode=False`` the features equal open_clip's
+    ``model.encode_image(preprocess(image))`` and
     ``model.encode_text(tokenizer(text))`` (L2-normalised if ``normalize``).
     Captions longer than the model's context length are cut by its tokenizer.
 
     The cache stores embeddings before normalisation, so changing
     ``normalize`` or ``modalities`` reuses entries; every other setting that
-    changes an embedding (weights, precision, preprocessing, ``draft_decode``)
-    misses.
+    changes an embedding (weights, precision, preprocessing, ``draft_decode``,
+    decoding on the GPU or the CPU) misses.
 
     Examples
     --------
@@ -176,6 +186,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         "normalize": ["boolean"],
         "on_error": [StrOptions(set(_ON_ERROR))],
         "max_image_pixels": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "max_image_bytes": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "draft_decode": ["boolean"],
         "cache_dir": [str, os.PathLike, None],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left"), None],
@@ -198,6 +209,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         normalize=True,
         on_error="raise",
         max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+        max_image_bytes=DEFAULT_MAX_IMAGE_BYTES,
         draft_decode=True,
         cache_dir=None,
         num_workers=None,
@@ -216,6 +228,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         self.normalize = normalize
         self.on_error = on_error
         self.max_image_pixels = max_image_pixels
+        self.max_image_bytes = max_image_bytes
         self.draft_decode = draft_decode
         self.cache_dir = cache_dir
         self.num_workers = num_workers
@@ -429,14 +442,10 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
             return contextlib.nullcontext()
         return FeatureCache(self.cache_dir)
 
-    def _cache_prefix(self, kind, backbone, decode_options=None):
+    def _cache_prefix(self, kind, backbone, decoder=None):
         settings = {"format": _CACHE_FORMAT, "kind": kind, "backbone": backbone.fingerprint}
-        if kind == "image":
-            settings.update(
-                draft=decode_options.draft and decode_options.target_size is not None,
-                draft_margin=decode_options.draft_margin,
-                pillow=PIL.__version__,
-            )
+        if decoder is not None:
+            settings["decoding"] = decoder.settings()
         return json.dumps(settings, sort_keys=True)
 
     @staticmethod
@@ -444,77 +453,86 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         return hashlib.blake2b(f"{prefix}|{content}".encode(), digest_size=20).hexdigest()
 
     def _encode_images(self, backbone, pixels):
-        """Raw (not normalised) image embeddings of a (n, 3, H, W) batch, float32 array.
+        """Raw (not normalised) image embeddings (n, d) of a (n, 3, H, W) batch of model inputs.
 
         Every image forward pass goes through this method. The backbone is the
         one the whole transform uses (and whose fingerprint keys the cache).
+        Returns a float32 tensor on the model's device (computed asynchronously
+        there on a GPU; the caller copies it back) or an array.
         """
-        return backbone.encode_image(pixels).numpy()
+        return backbone.encode_image(pixels)
 
     def _encode_texts(self, backbone, tokens):
-        """Raw (not normalised) text embeddings of a (n, L) token batch, float32 array."""
-        return backbone.encode_text(tokens).numpy()
+        """Raw (not normalised) text embeddings (n, d) of a (n, L) token batch, float32 tensor
+        on the model's device."""
+        return backbone.encode_text(tokens)
 
     def _finish(self, block):
         if self.normalize:
             block = torch.nn.functional.normalize(torch.from_numpy(block), dim=-1).numpy()
         return block
 
-    # --- images ------------------------------------------------------------------------------
+    # --- images -------------------------------------------------------------------------------
 
     def _image_features(self, images, backbone, cache):
-        """Embed all images, streaming: decoding runs ahead of the model in a thread pool."""
-        options = DecodeOptions(
-            target_size=backbone.image_size,
-            resize_mode=backbone.preprocess_cfg.get("resize_mode", "shortest"),
-            draft=bool(self.draft_decode),
-            max_image_pixels=self.max_image_pixels,
-        )
-        prefix = self._cache_prefix("image", backbone, options) if cache is not None else None
+        """Embed all images, streaming: decoding runs ahead of the model in worker threads."""
+        fast = bool(self.draft_decode)
+        decoder = ImageDecoder(backbone, fast=fast, max_image_pixels=self.max_image_pixels,
+                               jpeg_device=jpeg_batch_device(backbone.device, fast))
+        prefix = self._cache_prefix("image", backbone, decoder) if cache is not None else None
         dim = backbone.image_dim
+        features = np.full((len(images), dim), np.nan, dtype=np.float32)
+        errors = []
+        done = {}  # cache key -> row already computed in this call
+        waiting = {}  # cache key -> rows with the same content as an image on its way
 
         def prepare(index, item):
+            prepared = Prepared(index, item)
             try:
                 with sample_errors(index, item):
-                    source = load_source(item)
-                    key = None
+                    source = load_source(item, self.max_image_bytes)
                     if cache is not None:
-                        key = self._cache_key(prefix, content_hash(source))
+                        prepared.key = self._cache_key(prefix, content_hash(source))
                 if cache is not None:
-                    vector = cache.get(key, dim)
-                    if vector is not None:
-                        return _Prepared(index, key=key, vector=vector)
-                with sample_errors(index, item):
-                    pixels = backbone.preprocess_image(decode_image(source, options))
+                    prepared.vector = cache.get(prepared.key, dim)
+                    if prepared.vector is not None:
+                        return prepared
+                decoder.prepare(prepared, source)
             except ImageDecodeError as error:
-                return _Prepared(index, error=error)
-            return _Prepared(index, key=key, pixels=pixels)
+                prepared.error = error
+            return prepared
 
-        features = np.full((len(images), dim), np.nan, dtype=np.float32)
-        errors, batch = [], []
-        done = {}  # cache key -> row already computed in this call
-        waiting = {}  # cache key -> rows with the same content as an image in `batch`
+        def fail(error):
+            if self.on_error == "raise":
+                raise error
+            errors.append(error)
 
-        def flush():
-            vectors = self._encode_images(backbone, torch.stack([p.pixels for p in batch]))
+        def failed_in_batch(prepared):
+            fail(prepared.error)
+            for row in waiting.pop(prepared.key, []):  # the same content fails the same way
+                fail(ImageDecodeError(row, describe_input(images[row]), prepared.error.reason))
+
+        def embedded(batch, vectors):
             for prepared, vector in zip(batch, vectors):
                 features[prepared.index] = vector
                 if prepared.key is not None:
                     done[prepared.key] = prepared.index
                     features[waiting.pop(prepared.key, [])] = vector
             if cache is not None:
-                cache.put_many((p.key, v) for p, v in zip(batch, vectors))
-            batch.clear()
+                cache.put_many((prepared.key, vector) for prepared, vector in zip(batch, vectors))
 
+        workers = default_workers() if self.num_workers is None else self.num_workers
+        window = 2 * max(self.batch_size, workers)  # bounds the samples held ahead of the model
+        stream = ordered_map(prepare, images, workers, window)
+        runner = BatchRunner(decoder, lambda pixels: self._encode_images(backbone, pixels),
+                             self.batch_size, on_done=embedded, on_error=failed_in_batch)
         progress = tqdm(total=len(images), desc="CLIP images", unit="img",
                         disable=self.verbose <= 0)
-        with progress, contextlib.closing(self._prepared_stream(images, prepare)) as stream:
+        with progress, contextlib.closing(stream), runner:
             for prepared in stream:
                 progress.update()
                 if prepared.error is not None:
-                    if self.on_error == "raise":
-                        raise prepared.error
-                    errors.append(prepared.error)
+                    fail(prepared.error)
                 elif prepared.vector is not None:
                     features[prepared.index] = prepared.vector
                 elif prepared.key in done:
@@ -524,43 +542,19 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
                 else:
                     if prepared.key is not None:
                         waiting[prepared.key] = []
-                    batch.append(prepared)
-                    if len(batch) == self.batch_size:
-                        flush()
-            if batch:
-                flush()
+                    runner.add(prepared)
+            runner.finish()
+        errors.sort(key=lambda error: error.index)
         return self._finish(features), errors
-
-    def _prepared_stream(self, images, prepare):
-        """Yield ``prepare(i, image)`` in input order, computed ahead by a bounded thread pool."""
-        workers = min(4, os.cpu_count() or 1) if self.num_workers is None else self.num_workers
-        if workers == 0:
-            for index, item in enumerate(images):
-                yield prepare(index, item)
-            return
-        window = 2 * max(self.batch_size, workers)  # bounds the decoded images held in memory
-        pending = deque()
-        with ThreadPoolExecutor(workers, thread_name_prefix="clipdet-decode") as pool:
-            try:
-                for index, item in enumerate(images):
-                    if isinstance(item, Image.Image):
-                        # PIL decodes lazily and one image object must not be loaded
-                        # from several threads (the same object may fill several rows).
-                        pending.append(_completed(prepare(index, item)))
-                    else:
-                        pending.append(pool.submit(prepare, index, item))
-                    if len(pending) >= window:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
-            finally:
-                for future in pending:
-                    future.cancel()
 
     # --- texts -------------------------------------------------------------------------------
 
     def _text_features(self, texts, backbone, cache):
-        """Embed the captions; each distinct caption is encoded (or read from the cache) once."""
+        """Embed the captions; each distinct caption is encoded (or read from the cache) once.
+
+        On a GPU the captions of the next batch are tokenised while the device
+        encodes the current one.
+        """
         unique = list(dict.fromkeys(texts))
         vectors = {}
         keys = {}
@@ -570,21 +564,28 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
             stored = cache.get_many(keys.values(), backbone.text_dim)
             vectors = {text: stored[key] for text, key in keys.items() if key in stored}
         todo = [text for text in unique if text not in vectors]
-        starts = range(0, len(todo), self.batch_size)
+        batch_size = self.batch_size
+        if backbone.device.type == "cuda":
+            batch_size = max(batch_size, _GPU_TEXT_BATCH)
+        in_flight = deque()
+
+        def deliver(wait):
+            while in_flight and (wait or len(in_flight) > 2 or in_flight[0][1].done()):
+                chunk, copy = in_flight.popleft()
+                encoded = copy.result()
+                vectors.update(zip(chunk, encoded))
+                if cache is not None:
+                    cache.put_many((keys[text], vector) for text, vector in zip(chunk, encoded))
+
+        starts = range(0, len(todo), batch_size)
         for start in tqdm(starts, desc="CLIP texts", unit="batch",
                           disable=self.verbose <= 0 or not todo):
-            chunk = todo[start:start + self.batch_size]
-            encoded = self._encode_texts(backbone, backbone.tokenizer(chunk))
-            vectors.update(zip(chunk, encoded))
-            if cache is not None:
-                cache.put_many((keys[text], vector) for text, vector in zip(chunk, encoded))
+            chunk = todo[start:start + batch_size]
+            in_flight.append((chunk, HostCopy(self._encode_texts(backbone,
+                                                                 backbone.tokenizer(chunk)))))
+            deliver(wait=False)
+        deliver(wait=True)
         features = np.empty((len(texts), backbone.text_dim), dtype=np.float32)
         for i, text in enumerate(texts):
             features[i] = vectors[text]
         return self._finish(features)
-
-
-def _completed(result):
-    future = Future()
-    future.set_result(result)
-    return future

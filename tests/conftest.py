@@ -5,10 +5,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from sklearn_clipdet.testing import write_tiny_model
 
 PLAYGROUND_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "playground"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``cuda`` where no CUDA device is present (CI has none)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sklearn_clipdet._cache import FeatureCache
+from sklearn_clipdet._cache import FeatureCache, FeatureCacheError
 
 
 def vectors(n, dim=8, seed=0):
@@ -67,9 +67,46 @@ def test_corrupt_entries_are_detected_and_deleted(tmp_path, damage):
 
 
 def test_unreadable_database_gives_clear_error(tmp_path):
-    (tmp_path / "clip_features.sqlite3").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(RuntimeError, match="delete the file or choose another cache_dir"):
+    path = tmp_path / "clip_features.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(FeatureCacheError, match="damaged or is not a feature cache.*delete it") \
+            as info:
         FeatureCache(tmp_path)
+    assert str(path) in str(info.value) and isinstance(info.value, OSError)
+
+
+def test_cache_dir_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for cache_dir in (tmp_path / "file", tmp_path / "file" / "below"):
+        with pytest.raises(FeatureCacheError, match=f"cache_dir {cache_dir} is not a folder"):
+            FeatureCache(cache_dir)
+
+
+def test_read_only_cache_is_refused_when_opened(tmp_path, monkeypatch):
+    with FeatureCache(tmp_path) as cache:
+        cache.put_many([("a", vectors(1)[0])])
+    # Open the file read-only, as sqlite does for a file this user cannot write (permissions
+    # alone cannot make it so for root, who runs some test machines).
+    from sklearn_clipdet import _cache
+
+    connect = sqlite3.connect
+    monkeypatch.setattr(_cache.sqlite3, "connect", lambda path, **kwargs: connect(
+        f"file:{path}?mode=ro", uri=True, **kwargs))
+    with pytest.raises(FeatureCacheError, match="read-only. Give write permission") as info:
+        FeatureCache(tmp_path)  # refused at once, not after features have been computed
+    assert str(tmp_path / "clip_features.sqlite3") in str(info.value)
+    assert "delete" not in str(info.value)
+
+
+def test_errors_while_reading_are_feature_cache_errors(tmp_path):
+    with FeatureCache(tmp_path) as cache:
+        cache.put_many([("a", vectors(1)[0])])
+        with sqlite3.connect(tmp_path / "clip_features.sqlite3") as other:
+            other.execute("DROP TABLE features")
+        with pytest.raises(FeatureCacheError, match="clip_features.sqlite3 cannot be used"):
+            cache.get_many(["a", "b"], 8)
+        with pytest.raises(FeatureCacheError, match="clip_features.sqlite3 cannot be used"):
+            cache.put_many([("b", vectors(1)[0])])
 
 
 def test_threads_share_one_cache(tmp_path):

@@ -1,4 +1,5 @@
 import io
+import os
 import pickle
 import sqlite3
 import warnings
@@ -103,15 +104,20 @@ def image_files(tmp_path):
 # --- agreement with open_clip -----------------------------------------------------------------
 
 
-def test_images_match_open_clip(make, reference, image_files):
+@pytest.mark.parametrize("draft_decode, atol", [(False, 1e-5), (True, 5e-4)])
+def test_images_match_open_clip(make, reference, image_files, draft_decode, atol):
+    # draft_decode=False is open_clip's own preprocessing; the fast path resizes with
+    # torchvision's tensor kernels instead of PIL's, a few grey levels apart at most.
     pil_images = [Image.fromarray(random_array(seed, shape)) for seed, shape in
                   enumerate([(40, 56, 3), (32, 32, 3), (90, 17, 3), (33, 200, 3)])]
     ref_images, _ = reference
-    np.testing.assert_allclose(make().transform(pil_images), ref_images(pil_images), atol=1e-5)
+    featurizer = make(draft_decode=draft_decode)
+    np.testing.assert_allclose(featurizer.transform(pil_images), ref_images(pil_images),
+                               atol=atol)
     arrays = [np.asarray(image) for image in pil_images]
-    np.testing.assert_allclose(make().transform(arrays), ref_images(pil_images), atol=1e-5)
+    np.testing.assert_allclose(featurizer.transform(arrays), ref_images(pil_images), atol=atol)
     files = [Image.open(path) for path in image_files]
-    np.testing.assert_allclose(make().transform(image_files), ref_images(files), atol=1e-5)
+    np.testing.assert_allclose(featurizer.transform(image_files), ref_images(files), atol=atol)
 
 
 def test_large_jpeg_matches_open_clip_without_draft(make, reference, tmp_path):
@@ -324,6 +330,44 @@ def test_several_bad_inputs_one_warning(make, tmp_path):
     assert np.isfinite(features[1]).all()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_named_pipe_gives_a_nan_row_instead_of_hanging(make, tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    featurizer = make(on_error="nan")
+    with pytest.warns(ImageDecodeWarning, match=r"indices \[1\]"):
+        features = featurizer.transform([random_array(0), str(fifo)])
+    assert np.isnan(features[1]).all() and "named pipe" in featurizer.failures_[0].reason
+
+
+def test_file_size_limit_is_a_parameter(make, tmp_path):
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes(random_array(0)))
+    size = path.stat().st_size
+    with pytest.raises(ImageDecodeError, match=f"Sample 1 .*max_image_bytes={size - 1}"):
+        make(max_image_bytes=size - 1).transform([random_array(1), path])
+    assert make(max_image_bytes=size).transform([path]).shape == (1, DIM)
+    assert make(max_image_bytes=None).transform([path]).shape == (1, DIM)
+
+
+@pytest.mark.parametrize("image, message", [
+    (Image.fromarray(np.full((8, 8), 0.5, dtype=np.float32), "F"), "mode 'F'"),
+    (Image.new("RGB", (0, 0)), r"no pixels \(0x0\)"),
+])
+@pytest.mark.parametrize("draft_decode", [True, False])
+def test_unusable_pil_images_are_errors_naming_the_sample(make, image, message, draft_decode):
+    with pytest.raises(ImageDecodeError, match=f"Sample 1 \\(PIL image.*{message}"):
+        make(draft_decode=draft_decode).transform([random_array(0), image])
+
+
+def test_cache_dir_that_is_a_file_is_a_feature_cache_error(make, tmp_path):
+    from sklearn_clipdet.exceptions import FeatureCacheError
+
+    (tmp_path / "cache").write_text("not a folder")
+    with pytest.raises(FeatureCacheError, match="is not a folder"):
+        make(cache_dir=tmp_path / "cache").transform([random_array(0)])
+
+
 def test_decompression_bomb_limit_is_a_parameter(make):
     data = png_bytes(random_array(0, (30, 30, 3)))
     with pytest.raises(ImageDecodeError, match="max_image_pixels"):
@@ -365,6 +409,7 @@ def test_not_fitted(tiny_model_name):
         ({"precision": "fp64"}, "'precision' parameter"),
         ({"batch_size": 0}, "'batch_size' parameter .* in the range \\[1, inf\\)"),
         ({"num_workers": -1}, "'num_workers' parameter"),
+        ({"max_image_bytes": 0}, "'max_image_bytes' parameter"),
         ({"default_text": 3}, "'default_text' parameter"),
         ({"verbose": -1}, "'verbose' parameter"),
     ],

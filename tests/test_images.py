@@ -1,4 +1,7 @@
 import io
+import os
+import socket
+import threading
 
 import numpy as np
 import pytest
@@ -12,6 +15,9 @@ from sklearn_clipdet._images import (
     describe_input,
     is_missing,
     load_source,
+    open_limited,
+    read_file,
+    reduce_to_target,
     sample_errors,
     to_rgb,
 )
@@ -133,6 +139,39 @@ def test_decompression_bomb_limit():
     assert decode_image(data, DecodeOptions(max_image_pixels=400)).size == (20, 20)
 
 
+def test_pixel_limit_never_reads_or_changes_pils_global(monkeypatch):
+    # Other threads and libraries must never see PIL's process-wide limit change, not even
+    # while an image is being opened: record it whenever PIL's PNG plugin parses a header.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    factory, accept = Image.OPEN["PNG"]
+    seen = []
+
+    def recording_factory(*args):
+        seen.append(Image.MAX_IMAGE_PIXELS)
+        return factory(*args)
+
+    monkeypatch.setitem(Image.OPEN, "PNG", (recording_factory, accept))
+    data = encode(Image.new("RGB", (20, 20)))
+    assert open_limited(io.BytesIO(data), None).size == (20, 20)
+    assert decode_image(data, DecodeOptions(max_image_pixels=10_000)).size == (20, 20)
+    assert seen and set(seen) == {50}
+
+
+def test_open_limited_reads_headers_like_pil():
+    image = Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3))
+    for image_format in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"):
+        data = encode(image, image_format)
+        opened = open_limited(io.BytesIO(data), 16)
+        reference = Image.open(io.BytesIO(data))
+        assert (opened.format, opened.mode, opened.size) == (
+            reference.format, reference.mode, reference.size)
+        np.testing.assert_array_equal(np.asarray(opened), np.asarray(reference))
+    with pytest.raises(Image.DecompressionBombError, match="limit of 15"):
+        open_limited(io.BytesIO(encode(image)), 15)
+    with pytest.raises(Image.UnidentifiedImageError):
+        open_limited(io.BytesIO(b"not an image at all"), None)
+
+
 def test_limit_above_pils_global_is_allowed_and_global_restored(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
     data = encode(Image.new("RGB", (20, 20)))
@@ -172,9 +211,38 @@ def test_draft_applies_to_camera_jpegs_that_open_as_mpo():
     assert image.size == (150, 113)
 
 
+def test_reduce_to_target_keeps_the_margin():
+    image = Image.new("RGB", (1000, 700), (10, 120, 200))
+    options = DecodeOptions(target_size=(32, 32), draft_margin=3.0)
+    reduced = reduce_to_target(image, options)
+    assert reduced.size == (143, 100)  # 1/7 (PIL rounds up): the short side stays >= 3 * 32
+    assert tuple(np.asarray(reduced)[50, 50]) == (10, 120, 200)
+    small = Image.new("RGB", (150, 120))
+    assert reduce_to_target(small, options) is small  # no factor of 2 fits
+
+
 def test_draft_never_applies_to_png():
     data = encode(Image.new("RGB", (1200, 900)))
     assert decode_image(data, DecodeOptions(target_size=(32, 32))).size == (1200, 900)
+
+
+# --- refused images ---------------------------------------------------------------------------
+
+
+def test_float_images_are_refused_not_blackened():
+    # PIL would clip [0, 1] floats to 0-255 and give a black image without a word.
+    image = Image.fromarray(np.full((4, 4), 0.8, dtype=np.float32), "F")
+    with pytest.raises(ImageDecodeError, match="mode 'F'.*ambiguous"):
+        with sample_errors(2, image):
+            decode_image(image)
+    with pytest.raises(ValueError, match="mode 'F'"):
+        decode_image(encode(image, "TIFF"))
+
+
+@pytest.mark.parametrize("size", [(0, 0), (0, 5), (5, 0)])
+def test_images_without_pixels_are_refused(size):
+    with pytest.raises(ValueError, match=rf"no pixels \({size[0]}x{size[1]}\)"):
+        decode_image(Image.new("RGB", size))
 
 
 # --- sources and errors -----------------------------------------------------------------------
@@ -201,6 +269,67 @@ def test_load_source_reads_paths(tmp_path):
 def test_load_source_rejects(item, message):
     with pytest.raises((ValueError, TypeError), match=message):
         load_source(item)
+
+
+def run_with_timeout(function, timeout=10):
+    """``function()`` in a daemon thread: its exception or result, or a failure if it blocks."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = function()
+        except BaseException as exc:  # handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "reading blocked"
+    return outcome
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_named_pipe_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    outcome = run_with_timeout(lambda: load_source(str(fifo)))
+    assert "named pipe (FIFO), not a regular file" in str(outcome["error"])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_devices_are_refused_without_reading():
+    outcome = run_with_timeout(lambda: load_source("/dev/zero"))
+    assert "character device, not a regular file" in str(outcome["error"])
+
+
+def test_sockets_and_directories_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="is a directory, not a regular file"):
+        load_source(tmp_path)
+    if hasattr(socket, "AF_UNIX"):
+        path = tmp_path / "s.jpg"
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(path))
+            with pytest.raises(ValueError, match="is a socket, not a regular file"):
+                load_source(path)
+
+
+def test_bytes_read_are_capped(tmp_path):
+    path = tmp_path / "a.png"
+    path.write_bytes(encode(Image.new("RGB", (8, 8))))
+    size = path.stat().st_size
+    assert load_source(path, max_bytes=size) == path.read_bytes()
+    assert load_source(path, max_bytes=None) == path.read_bytes()
+    with pytest.raises(ValueError, match=f"limit of max_image_bytes={size - 1} bytes"):
+        load_source(path, max_bytes=size - 1)
+    with pytest.raises(ValueError, match="max_image_bytes=10 "):
+        load_source(path.read_bytes(), max_bytes=10)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_read_stops_at_the_cap_when_the_size_is_unknown():
+    assert os.stat("/proc/self/status").st_size == 0  # a regular file that reports no size
+    with pytest.raises(ValueError, match="max_image_bytes=10 "):
+        read_file("/proc/self/status", max_bytes=10)
 
 
 def test_sample_errors_name_sample_path_and_reason(tmp_path):

@@ -22,8 +22,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
-from .._images import _open_limited as open_limited  # renamed by the image-decoding work
-from .._images import is_missing, load_source, sample_errors
+from .._images import is_missing, load_source, open_limited, sample_errors
 from ._common import binary_targets, split_images
 
 __all__ = ["ShortcutWarning", "audit_shortcuts", "estimate_jpeg_quality", "image_properties"]
