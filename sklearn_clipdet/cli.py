@@ -28,6 +28,11 @@ import pandas as pd
 from ._version import __version__
 
 _TABLE_SUFFIXES = (".csv", ".parquet")
+# What writing each kind of output file needs beyond the core install.
+_OUTPUT_NEEDS = {
+    ".parquet": ("pyarrow", "pip install pyarrow"),
+    ".png": ("matplotlib", 'pip install "sklearn-clipdet[plot]"'),
+}
 _README_OFFLINE = "'Offline use' in the README"
 _TINY_MODEL = (
     "python -c \"from sklearn_clipdet.testing import write_tiny_model; "
@@ -53,6 +58,8 @@ def main(argv=None):
     prog = f"clipdet {args.command}"
     with warnings.catch_warnings():  # restores the filters and showwarning on exit
         warnings.simplefilter("default")
+        # Deprecations inside libraries are for developers, not for the command's user.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.showwarning = functools.partial(_print_warning, prog)
         try:
             args.run(args)
@@ -137,11 +144,6 @@ def _predict(args):
 def _evaluate(args):
     _check_outputs(args.roc, *(args.robustness_out or []))
     _check_runtime(args)
-    if args.roc or any(Path(path).suffix.lower() == ".png" for path in args.robustness_out or []):
-        from ._optional import import_optional
-
-        # Before any image is encoded, so that a missing extra costs no wait.
-        _run(import_optional, "matplotlib", extra="plot", purpose="A PNG plot")
     data = _read_data(args.data, need_labels=True, on_error=args.on_error)
     detector = _load(args)
     robustness = args.robustness or args.robustness_out
@@ -253,10 +255,10 @@ def _check_outputs(*paths):
             raise CommandError(f"{path} is a folder; give the name of a file to write")
         if not path.parent.is_dir():
             raise CommandError(f"cannot write {path}: the folder {path.parent} does not exist")
-        needs = {".parquet": "pyarrow", ".png": "matplotlib"}.get(path.suffix.lower())
-        if needs and importlib.util.find_spec(needs) is None:
-            raise CommandError(f"writing {path.suffix} files needs {needs}, which is not "
-                               f"installed: pip install {needs}")
+        module, install = _OUTPUT_NEEDS.get(path.suffix.lower(), (None, None))
+        if module and importlib.util.find_spec(module) is None:
+            raise CommandError(f"writing {path.suffix} files needs {module}, which is not "
+                               f"installed; install it with: {install}")
 
 
 def _check_runtime(args):

@@ -178,13 +178,16 @@ def test_pos_label_none_scores_the_classifiers_generated_label(tiny_model_name):
     names = np.where(y == 1, "fake", "real")
     params = dict(SMALL_MLP, max_epochs=2)
     pipe = make_detector(tiny_model_name, None, modalities="image", random_state=0,
-                         featurizer_params={"num_workers": 0}, classifier_params=params)
+                         generated_label="fake", featurizer_params={"num_workers": 0},
+                         classifier_params=params)
     pipe.fit(images, names)
     assert list(pipe[-1].classes_) == ["fake", "real"]  # sorted: "fake" is column 0
-    pipe[-1].generated_label_ = "fake"  # as RobustMLPClassifier(generated_label="fake") sets it
+    assert pipe[-1].generated_label_ == "fake"
 
-    report = robustness_report(pipe, images, names, {"blur": [GaussianBlur(1.0)]})
-    auc = report.query("metric == 'roc_auc' and perturbation == 'none'")["value"].item()
+    # Evaluate on labels that the fitted model's P(fake) ranks perfectly: scoring the
+    # generated label gives AUC 1, scoring column 1 (P(real)) would give 0.
     fake_probability = pipe.predict_proba(images)[:, 0]
-    assert auc == pytest.approx(roc_auc_score(names == "fake", fake_probability))
-    assert auc != pytest.approx(0.5)  # the direction of the scores shows in the value
+    ranked = np.where(fake_probability > np.median(fake_probability), "fake", "real")
+    report = robustness_report(pipe, images, ranked, {"blur": [GaussianBlur(1.0)]})
+    auc = report.query("metric == 'roc_auc' and perturbation == 'none'")["value"].item()
+    assert auc == pytest.approx(roc_auc_score(ranked == "fake", fake_probability)) == 1.0

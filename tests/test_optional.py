@@ -48,5 +48,5 @@ def test_cli_png_without_matplotlib_fails_before_any_work(
     status = main(["evaluate", str(tmp_path / "none.safetensors"), str(tmp_path), *plot_option])
     assert status == 1
     error = capsys.readouterr().err.strip()
-    assert error.startswith("clipdet evaluate: error: A PNG plot needs matplotlib")
+    assert error.startswith("clipdet evaluate: error: writing .png files needs matplotlib")
     assert PLOT_HINT in error and len(error.splitlines()) == 1
