@@ -19,6 +19,7 @@ from open_clip.factory import parse_model_name
 from open_clip.transform import MaybeToTensor
 from torchvision.transforms import Normalize, ToTensor
 
+from ._image_layers import encode_image_layers, layer_widths, resolve_image_layers
 from ._sources import WeightsUnavailableError, check_source, open_clip_logs_to_debug, weights_error
 
 __all__ = [
@@ -134,15 +135,27 @@ class Backbone:
                 self._fingerprint = _fingerprint(self.model, self)
             return self._fingerprint
 
-    def encode_image(self, pixels):
-        """Image embeddings (n, d) of a (n, 3, H, W) batch, not normalised.
+    def image_layers(self, spec):
+        """The image-tower layers ``spec`` selects on this model (see :mod:`._image_layers`)."""
+        return resolve_image_layers(spec, self.model.visual)
 
+    def image_width(self, layers, layer_output="norm"):
+        """Number of image features :meth:`encode_image` returns for ``layers``."""
+        return sum(layer_widths(self.model.visual, layers, layer_output, self.image_dim))
+
+    def encode_image(self, pixels, layers=("final",), layer_output="norm"):
+        """Image features (n, d) of a (n, 3, H, W) batch, not normalised.
+
+        With the default ``layers`` these are the model's image embeddings;
+        other layers (see :meth:`image_layers`) come from the same forward pass.
         Returns a float32 tensor on the model's device, without waiting for a
         GPU to compute it (``.cpu()`` waits).
         """
         with torch.inference_mode():
             pixels = pixels.to(self.device, dtype=self.input_dtype, non_blocking=True)
-            return self.model.encode_image(pixels).float()
+            if tuple(layers) == ("final",):
+                return self.model.encode_image(pixels).float()
+            return encode_image_layers(self.model.visual, pixels, layers, layer_output).float()
 
     def encode_text(self, tokens):
         """Text embeddings (n, d) of a (n, L) token batch, not normalised: a float32 tensor on

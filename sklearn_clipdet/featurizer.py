@@ -29,6 +29,7 @@ from ._decoding import (
     ordered_map,
 )
 from ._device import HostCopy
+from ._image_layers import LAYER_OUTPUTS, layer_names
 from ._images import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -71,6 +72,23 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         a local checkpoint file, or None for random weights.
     modalities : {"image+text", "image", "text"}, default="image+text"
         Which embeddings to compute; with both, the image block comes first.
+    image_layers : "auto", "final", int or sequence of int and "final", default="auto"
+        Which outputs of the image tower form the image block. ``"final"`` is
+        the model's image embedding. A block number selects the class token
+        after that transformer block, counted from 1 (``8`` is block 8 of 12;
+        ``-1`` the last block); several layers are concatenated in the given
+        order, all from one forward pass. ``"auto"`` is the class token of
+        the block at two thirds of the tower's depth (block 8 of 12 in ViT-B,
+        16 of 24 in ViT-L/14), or ``"final"`` for towers without one (ResNet,
+        timm towers). Intermediate blocks generalise better to generators not
+        seen in training than the final embedding (UnivFD, RINE; measured in
+        ``benchmarks/bench_accuracy.py``), and reading block 8 of 12 skips
+        the last four blocks, so it is also faster.
+    layer_output : {"norm", "raw", "projected"}, default="norm"
+        How the class token of an intermediate block is read out: through the
+        tower's final LayerNorm (``"norm"``), as it is (``"raw"``), or through
+        the LayerNorm and the output projection (``"projected"``, the read-out
+        the final embedding uses). Ignored for ``"final"``.
     image_column, text_column : str, default="image", "text"
         Columns of a DataFrame input holding the images and the captions.
     default_text : str or None, default=None
@@ -86,7 +104,10 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         Images per forward pass. Captions go in batches of the same size on
         the CPU, and of at least 1024 on a GPU (their forward pass is light).
     normalize : bool, default=True
-        Scale each embedding (image and text separately) to unit L2 norm.
+        Scale each embedding (each image layer and the text separately) to
+        unit L2 norm. The classifier standardises its inputs, after which
+        this makes no measurable difference to detection (see the user
+        guide); it matters for heads that compare raw distances.
     on_error : {"raise", "nan"}, default="raise"
         What to do with an image that cannot be read (missing file, empty or
         truncated file, not an image, None, a path that is not a regular file,
@@ -177,6 +198,8 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         "model_name": [str],
         "pretrained": [str, os.PathLike, None],
         "modalities": [StrOptions(set(_MODALITIES))],
+        "image_layers": [StrOptions({"auto", "final"}), numbers.Integral, list, tuple],
+        "layer_output": [StrOptions(set(LAYER_OUTPUTS))],
         "image_column": [Hashable],
         "text_column": [Hashable],
         "default_text": [str, None],
@@ -200,6 +223,8 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         pretrained="openai",
         *,
         modalities="image+text",
+        image_layers="auto",
+        layer_output="norm",
         image_column="image",
         text_column="text",
         default_text=None,
@@ -219,6 +244,8 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         self.model_name = model_name
         self.pretrained = pretrained
         self.modalities = modalities
+        self.image_layers = image_layers
+        self.layer_output = layer_output
         self.image_column = image_column
         self.text_column = text_column
         self.default_text = default_text
@@ -316,9 +343,12 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         return features
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the output columns: ``image_0, ...`` then ``text_0, ...``.
+        """Names of the output columns: the image block, then ``text_0, ...``.
 
-        Loads the model (if not loaded yet) to learn the embedding sizes.
+        The image block is ``image_0, ...`` for the final embedding and
+        ``image_block8_0, ...`` for the class token of block 8, in the order
+        of ``image_layers``. Loads the model (if not loaded yet) to learn the
+        sizes.
 
         Parameters
         ----------
@@ -330,8 +360,14 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         backbone = self.load_backbone()
-        dims = {"image": backbone.image_dim, "text": backbone.text_dim}
-        names = [f"{kind}_{i}" for kind in self.modalities_ for i in range(dims[kind])]
+        names = []
+        if "image" in self.modalities_:
+            layers = backbone.image_layers(self.image_layers)
+            for prefix, layer in zip(layer_names(layers), layers):
+                width = backbone.image_width((layer,), self.layer_output)
+                names += [f"{prefix}_{i}" for i in range(width)]
+        if "text" in self.modalities_:
+            names += [f"text_{i}" for i in range(backbone.text_dim)]
         return np.asarray(names, dtype=object)
 
     def __sklearn_tags__(self):
@@ -446,6 +482,11 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         settings = {"format": _CACHE_FORMAT, "kind": kind, "backbone": backbone.fingerprint}
         if decoder is not None:
             settings["decoding"] = decoder.settings()
+        if kind == "image":
+            layers = backbone.image_layers(self.image_layers)
+            settings["layers"] = list(layers)
+            if layers != ("final",):
+                settings["layer_output"] = self.layer_output
         return json.dumps(settings, sort_keys=True)
 
     @staticmethod
@@ -453,24 +494,29 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         return hashlib.blake2b(f"{prefix}|{content}".encode(), digest_size=20).hexdigest()
 
     def _encode_images(self, backbone, pixels):
-        """Raw (not normalised) image embeddings (n, d) of a (n, 3, H, W) batch of model inputs.
+        """Raw (not normalised) image features (n, d) of a (n, 3, H, W) batch of model inputs.
 
         Every image forward pass goes through this method. The backbone is the
-        one the whole transform uses (and whose fingerprint keys the cache).
-        Returns a float32 tensor on the model's device (computed asynchronously
-        there on a GPU; the caller copies it back) or an array.
+        one the whole transform uses (and whose fingerprint keys the cache);
+        the features are those of ``image_layers``. Returns a float32 tensor on
+        the model's device (computed asynchronously there on a GPU; the caller
+        copies it back) or an array.
         """
-        return backbone.encode_image(pixels)
+        layers = backbone.image_layers(self.image_layers)
+        return backbone.encode_image(pixels, layers, self.layer_output)
 
     def _encode_texts(self, backbone, tokens):
         """Raw (not normalised) text embeddings (n, d) of a (n, L) token batch, float32 tensor
         on the model's device."""
         return backbone.encode_text(tokens)
 
-    def _finish(self, block):
-        if self.normalize:
-            block = torch.nn.functional.normalize(torch.from_numpy(block), dim=-1).numpy()
-        return block
+    def _finish(self, block, widths=None):
+        """``block``, each embedding (of ``widths`` columns each, default all) L2-normalised
+        if ``normalize``."""
+        if not self.normalize:
+            return block
+        parts = torch.from_numpy(block).split(widths or [block.shape[1]], dim=1)
+        return torch.cat([torch.nn.functional.normalize(p, dim=-1) for p in parts], 1).numpy()
 
     # --- images -------------------------------------------------------------------------------
 
@@ -480,7 +526,9 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         decoder = ImageDecoder(backbone, fast=fast, max_image_pixels=self.max_image_pixels,
                                jpeg_device=jpeg_batch_device(backbone.device, fast))
         prefix = self._cache_prefix("image", backbone, decoder) if cache is not None else None
-        dim = backbone.image_dim
+        layers = backbone.image_layers(self.image_layers)
+        widths = [backbone.image_width((layer,), self.layer_output) for layer in layers]
+        dim = sum(widths)
         features = np.full((len(images), dim), np.nan, dtype=np.float32)
         errors = []
         done = {}  # cache key -> row already computed in this call
@@ -545,7 +593,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
                     runner.add(prepared)
             runner.finish()
         errors.sort(key=lambda error: error.index)
-        return self._finish(features), errors
+        return self._finish(features, widths), errors
 
     # --- texts -------------------------------------------------------------------------------
 

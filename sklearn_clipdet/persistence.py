@@ -226,6 +226,9 @@ def _check_device_available(device):
 def _featurizer_params(path, params, model_name, pretrained):
     """The saved featurizer settings, with a backbone source fit to use (see load_detector)."""
     params = dict(params)
+    # Files of sklearn-clipdet 0.1 predate image_layers: their classifiers read the final
+    # embedding.
+    params.setdefault("image_layers", "final")
     saved_cache = params.pop("cache_dir", None)  # files of version 1 may hold one
     if saved_cache is not None:
         warnings.warn(

@@ -37,7 +37,7 @@ TINY_MODEL_CFG = {
 }
 
 
-def write_tiny_model(directory, *, image_size=32, embed_dim=16, seed=0):
+def write_tiny_model(directory, *, image_size=32, embed_dim=16, vision_layers=1, seed=0):
     """Write a tiny random open_clip model to ``directory``.
 
     The folder receives ``open_clip_config.json`` (with ``model_cfg`` and
@@ -53,6 +53,8 @@ def write_tiny_model(directory, *, image_size=32, embed_dim=16, seed=0):
         Side of the square model input, in pixels.
     embed_dim : int, default=16
         Size of the image and text embeddings.
+    vision_layers : int, default=1
+        Transformer blocks of the image tower (more, to test intermediate layers).
     seed : int, default=0
         Seed of the random initialisation.
 
@@ -68,6 +70,7 @@ def write_tiny_model(directory, *, image_size=32, embed_dim=16, seed=0):
     model_cfg = copy.deepcopy(TINY_MODEL_CFG)
     model_cfg["embed_dim"] = int(embed_dim)
     model_cfg["vision_cfg"]["image_size"] = int(image_size)
+    model_cfg["vision_cfg"]["layers"] = int(vision_layers)
     preprocess_cfg = {
         "size": int(image_size),
         "mode": "RGB",

@@ -120,7 +120,7 @@ def test_featurize_from_csv(tiny_model_name, playground_samples, tmp_path):
                  "--quiet"]) == 0
     table = pd.read_csv(out)
     assert len(table) == len(paths[::10])
-    assert list(table.columns[:3]) == ["image", "label", "image_0"]
+    assert list(table.columns[:3]) == ["image", "label", "image_block1_0"]  # "auto": block 1 of 1
 
 
 def test_scores_follow_the_detectors_generated_label(tiny_model_name, small_folder, tmp_path,

@@ -129,7 +129,7 @@ def test_features_equal_single_process_in_input_order(client, tiny_model_name, s
     assert features.columns.tolist() == featurizer.get_feature_names_out().tolist()
     assert (features.dtypes == np.float32).all()
     np.testing.assert_allclose(features.to_numpy(), expected, rtol=0, atol=1e-6)
-    columns = ["image_3", "image_0"]
+    columns = ["image_block1_3", "image_block1_0"]
     np.testing.assert_array_equal(result.read(columns=columns), features[columns])
     # Parquet readers of the whole folder see the partitions alone, in order.
     import dask.dataframe as dd
@@ -175,7 +175,7 @@ def test_dask_dataframe_input_with_captions(client, tiny_model_name, samples, tm
 
     features = read_features(tmp_path / "out")
     assert features.index.tolist() == frame.index.tolist()
-    assert features.shape[1] == 32 and features.columns[-1] == "text_15"
+    assert features.shape[1] == 32 + 16 and features.columns[-1] == "text_15"
     np.testing.assert_allclose(features.to_numpy(), expected, atol=1e-6)
 
     # A dask DataFrame resumes too: the partitions are checked on the workers.

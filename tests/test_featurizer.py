@@ -41,10 +41,15 @@ def jpeg_bytes(array, quality=90):
 
 @pytest.fixture
 def make(tiny_model_name):
-    """Build a fitted featurizer on the tiny model; keyword arguments override defaults."""
+    """Build a fitted featurizer on the tiny model; keyword arguments override defaults.
+
+    The image block is the final embedding, which these tests compare with open_clip's
+    ``encode_image``; tests/test_image_layers.py covers the other layers.
+    """
 
     def make(X=None, **params):
-        params = {"modalities": "image", "device": "cpu", "num_workers": 2, **params}
+        params = {"modalities": "image", "device": "cpu", "num_workers": 2,
+                  "image_layers": "final", **params}
         featurizer = CLIPFeaturizer(tiny_model_name, **params)
         return featurizer.fit(X if X is not None else [])
 
