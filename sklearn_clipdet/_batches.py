@@ -18,7 +18,13 @@ import torch
 from skorch.dataset import Dataset
 from torch.utils.data import Subset
 
-__all__ = ["DEVICE_MEMORY_SHARE", "DeviceBatches", "FeatureDataset", "fits_in_device_memory"]
+__all__ = [
+    "DEVICE_MEMORY_SHARE",
+    "DeviceBatches",
+    "FeatureDataset",
+    "arrays_of",
+    "fits_in_device_memory",
+]
 
 # At most this share of a CUDA device's free memory holds the rows; the rest
 # is left to the network, its activations and other users of the device.
@@ -97,7 +103,7 @@ class DeviceBatches:
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, drop_last=False, device="cpu"):
-        X, targets = _arrays_of(dataset)
+        X, targets = arrays_of(dataset)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -159,7 +165,7 @@ def _take(tensor, index):
     return None if tensor is None else tensor[index]
 
 
-def _arrays_of(dataset):
+def arrays_of(dataset):
     """``(X, targets)`` arrays of a FeatureDataset or of (nested) subsets of one."""
     indices = None
     while isinstance(dataset, Subset):

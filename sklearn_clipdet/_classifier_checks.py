@@ -16,8 +16,8 @@ __all__ = [
 
 # What configures each skorch component that the classifier fixes.
 REPLACEMENTS = {
-    "module": "the network is set by hidden_layer_sizes, dropout, negative_slope and "
-    "batch_norm.",
+    "module": "the network is set by hidden_layer_sizes, dropout, negative_slope, "
+    "batch_norm and standardize.",
     "criterion": "the loss is set by loss, alpha, gamma, auc_margin and auc_power.",
     "optimizer": "training uses AdamW (inside SAM when sam=True), set by lr, weight_decay, "
     "sam, sam_rho and sam_adaptive.",
@@ -147,3 +147,11 @@ def check_state(state_dict, spec):
     ]
     if broken:
         raise ValueError(f"weights holding NaN or inf: {broken}.")
+    # Buffers that divide: a zero scale or negative variance gives NaN scores for every row.
+    unusable = [
+        name for name, tensor in state_dict.items()
+        if (name.endswith("input_scale") and not (tensor > 0).all())
+        or (name.endswith("running_var") and not (tensor >= 0).all())
+    ]
+    if unusable:
+        raise ValueError(f"scales or variances that are not positive: {unusable}.")

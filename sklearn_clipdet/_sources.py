@@ -15,6 +15,8 @@ from pathlib import Path
 import open_clip
 from open_clip.factory import parse_model_name
 
+from ._validation import preview
+
 __all__ = ["WeightsUnavailableError", "check_source", "open_clip_logs_to_debug", "weights_error"]
 
 _CONFIG_FILE = "open_clip_config.json"
@@ -141,8 +143,21 @@ def _close_matches(word, choices):
 
 
 def _few(names, limit=8):
-    shown = ", ".join(names[:limit]) or "nothing"
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    return preview(names, limit) if names else "nothing"
+
+
+class _LastResort(logging.Handler):
+    """Does what Python does with records when the root logger has no handler.
+
+    Stands in for "no handler" while open_clip loads, so that records of other
+    threads in that time are shown as they would be without it.
+    """
+
+    def emit(self, record):
+        others = [handler for handler in logging.getLogger().handlers if handler is not self]
+        last_resort = logging.lastResort
+        if not others and last_resort is not None and record.levelno >= last_resort.level:
+            last_resort.handle(record)
 
 
 @contextlib.contextmanager
@@ -163,7 +178,7 @@ def open_clip_logs_to_debug():
         logger.debug("open_clip: %s", record.getMessage())
         return False
 
-    placeholder = logging.NullHandler()  # root has a handler: no basicConfig
+    placeholder = _LastResort()  # root has a handler: logging.error calls no basicConfig
     root.addHandler(placeholder)
     root.addFilter(reroute)
     try:

@@ -30,8 +30,6 @@ def check_finite_rows(values, what, advice):
         finite = finite.all(axis=tuple(range(1, finite.ndim)))
     bad = np.flatnonzero(~finite)
     if bad.size:
-        shown = bad[:_PREVIEW].tolist()
-        more = f" and {bad.size - _PREVIEW} more" if bad.size > _PREVIEW else ""
         raise ValueError(
-            f"{what} contains NaN or inf in {bad.size} row(s): {shown}{more}. {advice}"
+            f"{what} contains NaN or inf in {bad.size} row(s): {preview(bad)}. {advice}"
         )

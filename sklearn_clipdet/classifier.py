@@ -18,7 +18,7 @@ from skorch.dataset import Dataset
 from skorch.utils import is_dataset, to_device
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from ._batches import DeviceBatches, FeatureDataset
+from ._batches import DeviceBatches, FeatureDataset, arrays_of
 from ._callbacks import PrintLog, RestartingLRScheduler
 from ._classifier_checks import (
     check_param_name,
@@ -102,15 +102,15 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         epoch, since the order is reshuffled).
     standardize : bool, default=True
         Standardise each input feature with the mean and standard deviation of
-        the training rows (stored with the network's weights), as scikit-learn's
-        ``StandardScaler`` would. Raw CLIP features have a few dimensions of
-        much larger magnitude than the rest; measured on real CLIP ViT-B/16
-        features (``benchmarks/bench_accuracy.py``), standardising raised the
-        AUC of a detector trained on one set and tested on another from 0.62
-        to 0.71. It assumes that a feature's scale says nothing about its
-        importance; where it does (features of very different, meaningful
-        scales), set False. The reference code does not standardise (see
-        ``PAPER_RECIPE``).
+        the training rows, as scikit-learn's ``StandardScaler`` would (the rows
+        of the first ``fit`` or ``partial_fit`` call, without the validation
+        rows of ``train_split``; stored with the network's weights). CLIP
+        features have a few dimensions of much larger magnitude than the rest,
+        which otherwise dominate; on real CLIP ViT-B/16 features it raised the
+        AUC of detectors trained on one set and tested on another (see the
+        README's results and ``benchmarks/bench_accuracy.py``). It assumes a
+        feature's scale says nothing about its importance; where it does, set
+        False. The reference code does not standardise (``PAPER_RECIPE``).
     loss : {"cvar_auc", "bce", "cvar", "auc"}, default="cvar_auc"
         Training objective. ``"cvar_auc"`` is the method's; the others are
         single terms for ablations (``"bce"`` is the plain mean cross-entropy).
@@ -208,6 +208,10 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         The trained network.
     history_ : skorch.history.History
         Per-epoch and per-batch training records.
+    interrupted_ : bool
+        True when the last training call was stopped by a KeyboardInterrupt:
+        the weights are those of that moment, and ``save_detector`` refuses
+        the classifier until it is trained again.
 
     Notes
     -----
@@ -505,7 +509,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         X, y = self._validate_training_data(X, y, fit_params, reset=not continuing)
         with self._seeded(not continuing):
             if not continuing:
-                self._initialize_for(X)
+                self._initialize_network()
             self._train(X, y)
         return self
 
@@ -534,24 +538,42 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         X, y = self._validate_training_data(X, y, fit_params, reset=first_call, classes=classes)
         with self._seeded(first_call):
             if first_call:
-                self._initialize_for(X)
+                self._initialize_network()
             self._train(X, y)
         return self
 
-    def _initialize_for(self, X):
-        """A new network, its input standardisation set from the training rows ``X``."""
+    def _initialize_network(self):
+        """A new network, whose input standardisation the training rows will set.
+
+        The rows are known after skorch's ``train_split`` (see
+        :meth:`get_split_datasets`), so validation rows do not enter it.
+        """
         self.initialize()
-        if self.standardize:
-            self.module_.set_standardization(X)
+        self._standardization_pending = self.standardize
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        """skorch's training and validation split; a new network's input standardisation
+        is set from the training part."""
+        dataset_train, dataset_valid = super().get_split_datasets(X, y, **fit_params)
+        if getattr(self, "_standardization_pending", False):
+            self.module_.set_standardization(arrays_of(dataset_train)[0])
+            self._standardization_pending = False
+        return dataset_train, dataset_valid
 
     def _train(self, X, y):
         """skorch's training run (callbacks, history) on validated data."""
+        self.interrupted_ = False
+        if self.lr_schedule is None:  # a constant rate is lr, also after an annealed run
+            for group in self.optimizer_.param_groups:
+                group["lr"] = self.lr
         try:
             super().partial_fit(X, y)
         except _TrainingInterrupted as stop:
+            self.interrupted_ = True
             warnings.warn(
                 f"Training was interrupted after {stop.epochs_done} of {stop.epochs} epochs "
-                "(KeyboardInterrupt); the classifier keeps the weights of that moment.",
+                "(KeyboardInterrupt); the classifier keeps the weights of that moment and "
+                "interrupted_ is True (save_detector refuses it).",
                 UserWarning,
                 stacklevel=3,
             )
@@ -704,7 +726,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
                 self._check_known_labels(y)
             dataset = self.get_dataset(X, y)
         prefix = "iterator_train" if training else "iterator_valid"
-        options = {"batch_size": self._batch_size_for(len(dataset), training),
+        options = {"batch_size": self.batch_size_for(len(dataset), training),
                    **self.get_params_for(prefix)}
         if training:
             options.setdefault("shuffle", True)
@@ -714,8 +736,20 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         iterator = self.iterator_train if training else self.iterator_valid
         return iterator(dataset, device=self.device, **options)
 
-    def _batch_size_for(self, n_samples, training):
-        """``batch_size``, or for "auto" the size its rule gives ``n_samples`` rows."""
+    def batch_size_for(self, n_samples, training=True):
+        """The batch size for ``n_samples`` rows: ``batch_size``, or what "auto" makes of it.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of rows trained (or predicted) on.
+        training : bool, default=True
+            Training batches; prediction batches change only speed.
+
+        Returns
+        -------
+        int
+        """
         if self.batch_size != "auto":
             return self.batch_size
         if not training:

@@ -174,7 +174,7 @@ def _evaluate_loaded(args, detector, data, robustness):
     columns = ["metric", "value"] + (["ci_low", "ci_high"] if args.bootstraps else [])
     print(report[columns].to_string(index=False, float_format="%.4f"))
     if args.roc:
-        _plot_roc(y, scores, args.roc)
+        _run(_plot_roc, y, scores, args.roc)
         print(f"ROC curve written to {args.roc}")
     if robustness:
         _evaluate_robustness(args, detector, data[valid])
@@ -201,7 +201,7 @@ def _evaluate_robustness(args, detector, data):
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for path in args.robustness_out or []:
         if Path(path).suffix.lower() == ".png":
-            plot_robustness(report, path=path)
+            _run(plot_robustness, report, path=path)
             print(f"robustness plot (ROC AUC against level) written to {path}")
         else:
             _write_table(report, path)
@@ -255,6 +255,8 @@ def _check_outputs(*paths):
             raise CommandError(f"{path} is a folder; give the name of a file to write")
         if not path.parent.is_dir():
             raise CommandError(f"cannot write {path}: the folder {path.parent} does not exist")
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise CommandError(f"cannot write {path}: no permission to write in {path.parent}")
         module, install = _OUTPUT_NEEDS.get(path.suffix.lower(), (None, None))
         if module and importlib.util.find_spec(module) is None:
             raise CommandError(f"writing {path.suffix} files needs {module}, which is not "
@@ -274,29 +276,12 @@ def _check_runtime(args):
 
 
 def _check_device(device):
-    import torch
+    from ._backbone import check_device
 
-    if device == "auto":
-        return
-    choices = "use auto, cpu, cuda, cuda:N or mps"
     try:
-        kind = torch.device(device)
-    except RuntimeError:
-        raise CommandError(f"--device {device!r} is not a device; {choices}") from None
-    if kind.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            build = " (this torch build has no CUDA support)" if torch.version.cuda is None else ""
-            raise CommandError(f"--device {device}: no CUDA device on this machine{build}; "
-                               "use --device cpu")
-        if kind.index is not None and kind.index >= count:
-            raise CommandError(f"--device {device}: this machine has {count} CUDA device(s), "
-                               f"cuda:0 to cuda:{count - 1}")
-    elif kind.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise CommandError(f"--device {device}: MPS is not available here; use --device cpu")
-    elif kind.type != "cpu":
-        raise CommandError(f"--device {device!r} is not supported; {choices}")
+        check_device(device)
+    except ValueError as exc:
+        raise CommandError(f"--{exc}") from None
 
 
 def _read_data(source, *, need_labels, on_error):
@@ -305,14 +290,22 @@ def _read_data(source, *, need_labels, on_error):
     ``on_error`` is the command's --on-error ("raise" or "nan"), or None for a
     command without it.
     """
-    from .datasets import load_image_folder
+    from .datasets import NoClassFolderError, list_images, load_image_folder
 
     path = Path(source)
     if path.is_dir():
         with warnings.catch_warnings():
             # The labels are checked below, where the command needs them.
             warnings.filterwarnings("ignore", message="Only (real|generated) images were found")
-            data = _run(load_image_folder, path)
+            try:
+                data = load_image_folder(path)
+            except NoClassFolderError as exc:
+                if need_labels:
+                    raise CommandError(_first_line(exc)) from exc
+                # Images to score or featurize need no labels: every image of the folder.
+                data = pd.DataFrame({"image": list_images(path)})
+            except (ValueError, OSError) as exc:
+                raise CommandError(_first_line(exc)) from exc
     elif path.is_file() and path.suffix.lower() == ".csv":
         data = _read_csv(path, on_error)
     else:
@@ -499,9 +492,9 @@ def _write_table(frame, path):
     from ._files import atomic_write
 
     if Path(path).suffix.lower() == ".parquet":
-        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        _run(atomic_write, path, lambda tmp: frame.to_parquet(tmp, index=False))
     else:
-        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+        _run(atomic_write, path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def _run(function, *args, **kwargs):
@@ -557,8 +550,9 @@ def _build_parser():
     _add_runtime_options(train)
     train.add_argument("--epochs", type=_positive_int, default=32,
                        help="training epochs (default 32)")
-    train.add_argument("--batch-size", type=_positive_int, default=2048,
-                       help="training batch (default 2048)")
+    train.add_argument("--batch-size", type=_training_batch, default="auto",
+                       help="training batch: 'auto' (default: n // 8 rows, 64 to 2048, about "
+                       "8 steps per epoch) or an integer >= 2")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.set_defaults(run=_train)
 
@@ -664,6 +658,14 @@ _probability = functools.partial(_number, convert=float, accept=lambda v: 0 <= v
                                  requirement="a number in [0, 1]")
 _audit_threshold = functools.partial(_number, convert=float, accept=lambda v: 0.5 < v <= 1,
                                      requirement="a number in (0.5, 1]")
+
+
+def _training_batch(text):
+    """'auto' or an integer >= 2 (BatchNorm normalises no batch of one row)."""
+    if text == "auto":
+        return text
+    return _number(text, convert=int, accept=lambda v: v >= 2,
+                   requirement="'auto' or an integer >= 2")
 
 
 def _add_model_options(command):

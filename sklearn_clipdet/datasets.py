@@ -37,6 +37,8 @@ __all__ = [
     "FAKE_FOLDER_NAMES",
     "IMAGE_EXTENSIONS",
     "REAL_FOLDER_NAMES",
+    "NoClassFolderError",
+    "list_images",
     "load_d3",
     "load_image_folder",
 ]
@@ -242,12 +244,43 @@ def _label_image(relpath, class_of, group_from):
     return label, group
 
 
+class NoClassFolderError(ValueError):
+    """A folder holds images, but none in a folder that names its class (real or generated)."""
+
+
+def list_images(root, *, extensions=IMAGE_EXTENSIONS):
+    """The image files below ``root``, sorted, as absolute paths: for unlabelled images.
+
+    Files are found as :func:`load_image_folder` finds them (by extension,
+    case-insensitively; hidden files and folders are skipped), whatever
+    folders they are in.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Top folder.
+    extensions : tuple of str, default=IMAGE_EXTENSIONS
+        File name extensions read as images.
+
+    Returns
+    -------
+    list of str
+    """
+    root = Path(os.path.abspath(os.fspath(root)))
+    if not root.is_dir():
+        raise NotADirectoryError(f"Not a folder: {root}")
+    if isinstance(extensions, str):
+        extensions = (extensions,)
+    extensions = tuple("." + ext.lower().lstrip(".") for ext in extensions)
+    return [str(root.joinpath(*relpath.parts)) for relpath in _find_images(root, extensions)]
+
+
 def _raise_no_class_folder(root, relpaths, real_names, fake_names, extensions):
     if not relpaths:
         raise ValueError(f"No images found under {root} (extensions {', '.join(extensions)}).")
     folders = sorted({path.parts[0] for path in relpaths if len(path.parts) > 1})
     found = ", ".join(folders[:20]) if folders else "none (images lie directly in the folder)"
-    raise ValueError(
+    raise NoClassFolderError(
         f"No class folder found under {root}. Top-level folders with images: {found}. "
         f"Accepted names for real images: {', '.join(real_names)}; for generated images: "
         f"{', '.join(fake_names)} (case-insensitive, at any depth). "

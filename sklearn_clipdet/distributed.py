@@ -46,6 +46,7 @@ from sklearn.base import clone
 
 from ._files import atomic_write
 from ._images import ImageDecodeError, ImageDecodeWarning, describe_input, is_missing
+from ._optional import import_optional
 from ._validation import preview
 
 __all__ = ["FeaturizeResult", "featurize", "read_features"]
@@ -65,31 +66,18 @@ _UNRELATED_PARAMS = {
     "backbone_fingerprint", "batch_size", "cache_dir", "device", "num_workers", "on_error",
     "verbose",
 }
-_INSTALL_HINT = 'pip install "sklearn-clipdet[dask]"'
 _WARNINGS_LOCK = threading.Lock()
 
 
 def _import_distributed():
-    try:
-        import distributed
-    except ImportError as exc:
-        raise ImportError(
-            "sklearn_clipdet.distributed needs dask.distributed, which is not installed; "
-            f"install it with: {_INSTALL_HINT}"
-        ) from exc
-    return distributed
+    return import_optional("distributed", extra="dask",
+                           purpose="sklearn_clipdet.distributed (dask.distributed)")
 
 
 def _import_pyarrow():
-    try:
-        import pyarrow
-        import pyarrow.parquet
-    except ImportError as exc:
-        raise ImportError(
-            "sklearn_clipdet.distributed writes Parquet files with pyarrow, which is not "
-            f"installed; install it with: {_INSTALL_HINT}"
-        ) from exc
-    return pyarrow
+    import_optional("pyarrow.parquet", extra="dask",
+                    purpose="Writing the features' Parquet files")
+    return import_optional("pyarrow", extra="dask", purpose="Writing Parquet files")
 
 
 def _is_dask_dataframe(data):
@@ -196,7 +184,7 @@ def featurize(
         The settings to use; it need not be fitted, and is not modified.
         Its ``on_error`` policy applies: with ``"raise"`` the first
         unreadable image stops the run with an
-        :class:`~sklearn_clipdet._images.ImageDecodeError` naming the sample
+        :class:`~sklearn_clipdet.exceptions.ImageDecodeError` naming the sample
         by its index; with ``"nan"`` such samples get NaN features and are
         listed in :attr:`FeaturizeResult.failures`.
     output : str or path-like
@@ -448,9 +436,11 @@ def _featurize_partition(k, part, featurizer, output, token, backbone, retry_fai
     used = _backbone_fingerprint(fitted)
     if used != backbone:
         raise RuntimeError(
-            f"Worker {_worker_address()} loads another backbone than the run's (fingerprint "
-            f"{used[:12]} instead of {backbone[:12]}): its weights, preprocessing, tokenizer "
-            "or open_clip version differ. Give every worker the same software and model files."
+            f"Worker {_worker_address()} computes other features than the run's (backbone "
+            f"{used[:12]}, decoding {used.split(':')[-1]}, instead of {backbone[:12]}, "
+            f"{backbone.split(':')[-1]}): its weights, preprocessing, tokenizer, open_clip "
+            "version or JPEG decoder (GPU workers decode on the GPU) differ. Give every worker "
+            "the same software, model files and kind of device."
         )
     # catch_warnings swaps process-wide state: tasks on one worker's threads take turns.
     with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
@@ -501,8 +491,13 @@ def _featurize_partition(k, part, featurizer, output, token, backbone, retry_fai
 
 
 def _backbone_fingerprint(featurizer):
-    """Fingerprint of the backbone ``featurizer`` loads here (the model stays loaded)."""
-    return featurizer.load_backbone().fingerprint
+    """What the features depend on here: the backbone's fingerprint, and where JPEGs are
+    decoded (GPU workers decode with nvJPEG, CPU workers with PIL). The model stays loaded."""
+    from ._decoding import jpeg_batch_device
+
+    backbone = featurizer.load_backbone()
+    on_gpu = jpeg_batch_device(backbone.device, featurizer.draft_decode) is not None
+    return f"{backbone.fingerprint}:{'nvjpeg' if on_gpu else 'pil'}"
 
 
 def _worker_address():
@@ -682,7 +677,7 @@ def _settings(featurizer):
 
     if not isinstance(featurizer, CLIPFeaturizer):
         raise TypeError(f"featurizer must be a CLIPFeaturizer, got {type(featurizer).__name__}.")
-    featurizer._validate_params()
+    clone(featurizer).fit(None)  # checks the parameters
     params = featurizer.get_params(deep=False)
     return {
         name: os.fspath(value) if isinstance(value, os.PathLike) else value

@@ -106,14 +106,15 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
     normalize : bool, default=True
         Scale each embedding (each image layer and the text separately) to
         unit L2 norm. The classifier standardises its inputs, after which
-        this makes no measurable difference to detection (see the user
-        guide); it matters for heads that compare raw distances.
+        this made no measurable difference to detection (see "Defaults,
+        measured" in the user guide); it matters for heads that compare raw
+        distances.
     on_error : {"raise", "nan"}, default="raise"
         What to do with an image that cannot be read (missing file, empty or
         truncated file, not an image, None, a path that is not a regular file,
         a file over ``max_image_bytes``, an image over ``max_image_pixels``).
         "raise" raises an
-        :class:`~sklearn_clipdet._images.ImageDecodeError` naming the sample;
+        :class:`~sklearn_clipdet.exceptions.ImageDecodeError` naming the sample;
         "nan" gives the sample a row of NaN, warns once with the indices and
         records them in ``failed_indices_``.
     max_image_pixels : int or None, default=89478485
@@ -173,8 +174,8 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
     Images are read with EXIF orientation applied, the first frame of
     animated images, transparency composited on white and 16-bit images
     scaled to 8 bits; floating-point (mode "F") images are refused. With
-    ``draft_decode=False`` the features equal open_clip's
-    ``model.encode_image(preprocess(image))`` and
+    ``draft_decode=False`` and ``image_layers="final"`` the features equal
+    open_clip's ``model.encode_image(preprocess(image))`` and
     ``model.encode_text(tokenizer(text))`` (L2-normalised if ``normalize``).
     Captions longer than the model's context length are cut by its tokenizer.
 
@@ -191,7 +192,10 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
     >>> featurizer = CLIPFeaturizer("ViT-B-32", pretrained="openai", default_text="a photo")
     >>> features = featurizer.fit_transform(X)  # doctest: +SKIP
     >>> features.shape  # doctest: +SKIP
-    (2, 1024)
+    (2, 1280)
+
+    The 1280 columns are the class token of block 8 of 12 (768) and the
+    caption's embedding (512).
     """
 
     _parameter_constraints = {

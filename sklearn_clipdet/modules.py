@@ -62,14 +62,23 @@ class DetectorMLP(nn.Module):
                 nn.init.zeros_(layer.bias)
 
     @torch.no_grad()
-    def set_standardization(self, X):
+    def set_standardization(self, X, chunk_rows=65536):
         """Set the input standardisation to the mean and standard deviation of rows ``X``.
 
-        Features that do not vary in ``X`` keep a scale of one.
+        Computed in float64, ``chunk_rows`` rows at a time (two passes), so the
+        memory needed does not grow with the number of rows. Features that do
+        not vary in ``X`` keep a scale of one.
         """
-        X = torch.as_tensor(X, dtype=torch.float64)
-        std = X.std(dim=0, unbiased=False)
-        self.input_mean.copy_(X.mean(dim=0))
+        X = torch.as_tensor(X)
+
+        def chunks():
+            for start in range(0, len(X), chunk_rows):
+                yield X[start:start + chunk_rows].double()
+
+        mean = sum(chunk.sum(dim=0) for chunk in chunks()) / len(X)
+        variance = sum(((chunk - mean) ** 2).sum(dim=0) for chunk in chunks()) / len(X)
+        std = variance.sqrt()
+        self.input_mean.copy_(mean)
         self.input_scale.copy_(torch.where(std > 1e-12, std, torch.ones_like(std)))
 
     def forward(self, X):

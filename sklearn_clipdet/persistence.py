@@ -24,15 +24,18 @@ from safetensors.torch import save_file
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from ._backbone import resolve_device
+from ._backbone import check_device, resolve_device
 from ._files import atomic_write
 from ._version import __version__
 from .classifier import RobustMLPClassifier, restore_fitted
 from .featurizer import CLIPFeaturizer
 
 FORMAT = "sklearn-clipdet-detector"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sklearn-clipdet 0.2 (new parameters; run-time settings not stored)
 _HEADER_KEY = "sklearn_clipdet"
+# Featurizer settings a file neither stores nor sets: where to cache, how many threads,
+# which safety limits on image size apply are the loading user's choice.
+_CALLERS_SETTINGS = ("cache_dir", "num_workers", "max_image_pixels", "max_image_bytes", "verbose")
 _MODULE_PREFIX = "classifier.module."
 
 
@@ -61,19 +64,28 @@ def save_detector(detector, path):
     accidental damage (a truncated copy, flipped bits, a hand edit); it does
     not protect against a malicious author, who can write a matching
     checksum. Loading runs no code from the file whatever it holds, and
-    refuses settings that would reach the file system or the network: the
-    featurizer's ``cache_dir`` is not saved.
+    refuses settings that would reach the file system or the network. The
+    featurizer's run-time settings (``cache_dir``, ``num_workers``,
+    ``max_image_pixels``, ``max_image_bytes``, ``verbose``) are not saved:
+    they are the loading user's choice. ``image_layers="auto"`` is saved as
+    the blocks it selects.
 
     Raises
     ------
     ValueError
-        If the detector has another shape, is not fitted, or holds
+        If the detector has another shape, is not fitted, was interrupted
+        while training (``interrupted_``), or holds
         parameters that JSON cannot represent (callbacks, a ``train_split``
         object, a RandomState instance, labels other than str, int, float or
         bool).
     """
     featurizer, classifier, step_names = _split_detector(detector)
     check_is_fitted(classifier)
+    if getattr(classifier, "interrupted_", False):
+        raise ValueError(
+            "The classifier's last training was interrupted (KeyboardInterrupt), so its weights "
+            "are half-trained; fit it again before saving."
+        )
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -86,7 +98,11 @@ def save_detector(detector, path):
     if featurizer is not None:
         header["backbone"] = _backbone_identity(featurizer)
         header["featurizer"] = _json_params(featurizer)
-        del header["featurizer"]["cache_dir"]  # where to cache is the loading user's choice
+        for name in _CALLERS_SETTINGS:
+            del header["featurizer"][name]
+        # The layers "auto" resolves to today, so that the file means the same features later.
+        layers = featurizer.load_backbone().image_layers(featurizer.image_layers)
+        header["featurizer"]["image_layers"] = list(layers)
         # The loaded featurizer checks that it computes the same features.
         header["featurizer"]["backbone_fingerprint"] = header["backbone"]["fingerprint"]
     tensors = {
@@ -158,7 +174,7 @@ def load_detector(path, *, device=None, model_name=None, pretrained=None):
             "backbone is."
         )
     if device is not None:
-        _check_device_available(device)
+        check_device(device)
     if not path.is_file():
         raise FileNotFoundError(f"No detector file at {path}.")
     try:
@@ -183,19 +199,13 @@ def load_detector(path, *, device=None, model_name=None, pretrained=None):
             UserWarning,
             stacklevel=2,
         )
-    saved_device = header["classifier"]["params"].get("device", "cpu")
-    if device is None and "cuda" in str(saved_device) and not torch.cuda.is_available():
-        warnings.warn(
-            f"{path} was saved for device {saved_device!r}, which this machine lacks; "
-            "loading on the CPU.",
-            UserWarning,
-            stacklevel=2,
-        )
-        device = "cpu"
+    if device is None:
+        device = _usable_saved_device(path, header["classifier"]["params"].get("device", "cpu"))
     if device is not None:
         header["classifier"]["params"]["device"] = resolve_device(device)
         if header["featurizer"] is not None:
             header["featurizer"]["device"] = device
+            _fit_precision_to(path, header["featurizer"], resolve_device(device))
     classifier = _build_classifier(path, header["classifier"], tensors)
     if header["featurizer"] is None:
         return classifier
@@ -208,19 +218,42 @@ def load_detector(path, *, device=None, model_name=None, pretrained=None):
     return Pipeline([(featurizer_name, featurizer), (classifier_name, classifier)])
 
 
-def _check_device_available(device):
+def _usable_saved_device(path, saved):
+    """None to keep the saved device, or "cpu" (with a warning) when this machine lacks it."""
     try:
-        resolved = torch.device(resolve_device(device))
+        kind = torch.device(resolve_device(saved)).type
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"device={device!r} is not a torch device: {exc}") from exc
-    if resolved.type == "cuda" and (
-        not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count()
-    ):
-        raise ValueError(
-            f"device={device!r} was asked for, but torch finds no such CUDA device on this "
-            "machine. Pass device='cpu', or device=None to use the saved device where "
-            "it exists."
+        raise DetectorFileError(f"{path}: the saved device {saved!r} is not a torch device.") \
+            from exc
+    if kind not in ("cpu", "cuda", "mps"):
+        raise DetectorFileError(f"{path}: the saved device {saved!r} is not one to run on.")
+    try:
+        check_device(saved)
+    except ValueError:
+        warnings.warn(
+            f"{path} was saved for device {saved!r}, which this machine lacks; loading on the "
+            "CPU.",
+            UserWarning,
+            stacklevel=3,
         )
+        return "cpu"
+    return None
+
+
+def _fit_precision_to(path, featurizer_params, device):
+    """On the CPU, compute the features of a detector saved with fp16/bf16 features in fp32."""
+    precision = featurizer_params.get("precision")
+    if torch.device(device).type == "cuda" or precision not in ("fp16", "bf16"):
+        return
+    warnings.warn(
+        f"{path} computes its features in {precision}, which needs a GPU; on the CPU they are "
+        f"computed in fp32 (on a GPU, fp32 and {precision} features agree to a cosine above "
+        "0.999). The backbone's fingerprint covers the precision, so it is not checked.",
+        UserWarning,
+        stacklevel=3,
+    )
+    featurizer_params.update(precision="fp32", backbone_fingerprint=None)
+
 
 
 def _featurizer_params(path, params, model_name, pretrained):
@@ -230,6 +263,8 @@ def _featurizer_params(path, params, model_name, pretrained):
     # embedding.
     params.setdefault("image_layers", "final")
     saved_cache = params.pop("cache_dir", None)  # files of version 1 may hold one
+    for name in _CALLERS_SETTINGS:  # limits and resources stay the loading user's defaults
+        params.pop(name, None)
     if saved_cache is not None:
         warnings.warn(
             f"{path} holds cache_dir={saved_cache!r}, which is ignored: a detector file does "

@@ -1,17 +1,25 @@
 """The detector: a scikit-learn Pipeline of CLIPFeaturizer and RobustMLPClassifier."""
 
 from sklearn.pipeline import make_pipeline
+from sklearn.utils._param_validation import StrOptions, validate_params
 
 from ._backbone import resolve_device
-from .classifier import RobustMLPClassifier
+from .classifier import PAPER_RECIPE, RobustMLPClassifier
 from .featurizer import CLIPFeaturizer
 
+# The reference code's features: the final image (and text) embeddings, not normalised.
+_PAPER_FEATURES = {"image_layers": "final", "normalize": False}
 
+
+@validate_params(
+    {"recipe": [StrOptions({"default", "paper"})]}, prefer_skip_nested_validation=True
+)
 def make_detector(
     model_name="ViT-L-14",
     pretrained="openai",
     *,
     modalities="image+text",
+    recipe="default",
     cache_dir=None,
     device="auto",
     generated_label=None,
@@ -25,7 +33,9 @@ def make_detector(
     The pipeline has two steps, ``"clipfeaturizer"`` (:class:`CLIPFeaturizer`)
     and ``"robustmlpclassifier"`` (:class:`RobustMLPClassifier`), so grid
     searches address their parameters as ``"robustmlpclassifier__gamma"``.
-    Both start from the paper's defaults.
+    Both have the paper's model (CLIP features, the MLP, CVaR + AUC loss under
+    SAM); ``recipe`` chooses between the settings measured to generalise
+    better and the reference code's own.
 
     Parameters
     ----------
@@ -36,6 +46,16 @@ def make_detector(
     modalities : {"image+text", "image", "text"}, default="image+text"
         Which embeddings the classifier sees. Use "image" for images without
         captions (and to check that captions do not leak the label).
+    recipe : {"default", "paper"}, default="default"
+        ``"default"``: the steps' defaults, chosen by measurement on real CLIP
+        features for detecting generators not seen in training (the class
+        token of an intermediate image block, standardised inputs, training
+        sized to the data; see the README's results). ``"paper"``: the
+        reference code's exact recipe, the final image (and text) embeddings
+        without normalisation and the classifier's
+        :data:`~sklearn_clipdet.PAPER_RECIPE` (batch 2048, 32 epochs, a cosine
+        period of 8 epochs). ``featurizer_params`` and ``classifier_params``
+        override either.
     cache_dir : str, path-like or None, default=None
         On-disk cache of per-image embeddings. Strongly recommended for
         cross-validation and grid searches: with it, each unique image is
@@ -54,8 +74,6 @@ def make_detector(
         Progress bar for the featurizer and epoch log for the classifier.
     featurizer_params, classifier_params : dict or None, default=None
         Further parameters of each step; they override the arguments above.
-        ``classifier_params=PAPER_RECIPE`` trains exactly as the paper's
-        reference code (see :data:`~sklearn_clipdet.PAPER_RECIPE`).
 
     Returns
     -------
@@ -69,8 +87,10 @@ def make_detector(
     >>> [name for name, _ in detector.steps]
     ['clipfeaturizer', 'robustmlpclassifier']
     """
+    paper = recipe == "paper"
     featurizer = CLIPFeaturizer(
         **{
+            **(_PAPER_FEATURES if paper else {}),
             "model_name": model_name,
             "pretrained": pretrained,
             "modalities": modalities,
@@ -82,6 +102,7 @@ def make_detector(
     )
     classifier = RobustMLPClassifier(
         **{
+            **(PAPER_RECIPE if paper else {}),
             "device": resolve_device(device),
             "generated_label": generated_label,
             "random_state": random_state,

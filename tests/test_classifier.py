@@ -645,3 +645,22 @@ def test_forward_in_training_mode_keeps_the_row_order(data):
     X32 = X.astype(np.float32)
     np.testing.assert_allclose(clf.forward(X32, training=True).detach().numpy(),
                                clf.decision_function(X), rtol=1e-5, atol=1e-5)
+
+
+def test_standardisation_comes_from_the_training_rows_only(data):
+    from skorch.dataset import ValidSplit
+
+    X, y = data
+    clf = small(max_epochs=1, train_split=ValidSplit(4, stratified=True)).fit(X, y)
+    train = clf.get_split_datasets(X.astype(np.float32), y)[0]  # the same split (no shuffle)
+    rows = X[np.asarray(train.indices)]
+    np.testing.assert_allclose(clf.module_.input_mean.numpy(), rows.mean(axis=0), rtol=1e-5)
+    assert not np.allclose(clf.module_.input_mean.numpy(), X.mean(axis=0), rtol=1e-3)
+
+
+def test_constant_rate_after_an_annealed_run_is_lr(data):
+    X, y = data
+    clf = small(max_epochs=3).fit(X, y)
+    annealed = clf.optimizer_.param_groups[0]["lr"]
+    clf.set_params(lr_schedule=None).partial_fit(X, y)
+    assert annealed < clf.lr and clf.optimizer_.param_groups[0]["lr"] == clf.lr

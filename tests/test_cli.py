@@ -94,6 +94,43 @@ def test_predict_writes_the_score_and_label_of_each_image(trained, small_folder,
     assert set(table["label"]) <= {0, 1}
 
 
+def test_train_sizes_its_batches_to_the_data_unless_told(small_folder, tmp_path,
+                                                          tiny_model_name):
+    from sklearn_clipdet import load_detector
+
+    out = tmp_path / "auto.safetensors"
+    assert main(["train", str(small_folder), "--out", str(out), "--model", tiny_model_name,
+                 "--epochs", "1", "--quiet"]) == 0
+    assert load_detector(out, model_name=tiny_model_name)[-1].batch_size == "auto"
+
+
+def test_predict_scores_a_folder_without_class_folders(trained, tmp_path, tiny_model_name):
+    folder = tmp_path / "new"
+    (folder / "batch1").mkdir(parents=True)
+    rng = np.random.RandomState(1)
+    for name in ("batch1/a.jpg", "b.png"):
+        Image.fromarray(rng.randint(0, 256, (32, 32, 3)).astype(np.uint8)).save(folder / name)
+    out = tmp_path / "scores.csv"
+    assert predict(trained, folder, out, model=tiny_model_name) == 0
+    table = pd.read_csv(out)
+    assert [Path(p).name for p in table["image"]] == ["b.png", "a.jpg"]  # sorted by path
+    assert table["score"].between(0, 1).all()
+
+
+def test_outputs_in_a_folder_without_write_permission_fail_before_the_work(
+        small_folder, tmp_path, capsys, no_work, monkeypatch):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked
+                        and real_access(path, mode))
+    assert main(["train", str(small_folder), "--out", str(locked / "d.safetensors"),
+                 *FAST]) == 1
+    assert "no permission to write in" in one_line_error(capsys, "train")
+
+
 def test_predict_to_parquet(trained, small_folder, tmp_path, tiny_model_name):
     out = tmp_path / "scores.parquet"
     assert predict(trained, small_folder, out, model=tiny_model_name) == 0
@@ -185,7 +222,7 @@ def write_csv(folder, images, labels=None):
                               r".*/absent does not exist"),
     ("output is a folder", r"is a folder; give the name of a file to write"),
     ("bogus device", r"--device 'bogus' is not a device; use auto, cpu, cuda"),
-    ("missing cuda", r"--device cuda: no CUDA device on this machine"),
+    ("missing cuda", r"--device 'cuda': no CUDA device on this machine"),
     ("corrupt cache", r"--cache-dir .*clip_features\.sqlite3"),
 ])
 def test_train_errors_are_one_line_and_found_before_the_work(case, message, small_folder,
@@ -241,6 +278,8 @@ def test_evaluate_checks_the_labels_before_loading_the_detector(tmp_path, capsys
     (["evaluate", "--threshold", "2"], "argument --threshold: '2' is not a number in [0, 1]"),
     (["train", "--out", "d.safetensors", "--epochs", "0"],
      "argument --epochs: '0' is not an integer >= 1"),
+    (["train", "--out", "d.safetensors", "--batch-size", "1"],
+     "argument --batch-size: '1' is not 'auto' or an integer >= 2"),
 ])
 def test_invalid_arguments_are_one_line(arguments, message, capsys):
     command, *options = arguments

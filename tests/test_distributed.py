@@ -384,10 +384,11 @@ def test_a_worker_with_another_backbone_refuses_its_partition(tiny_model_name, s
     from sklearn_clipdet.distributed import _featurize_partition, _Positional
 
     featurizer = image_featurizer(tiny_model_name)
-    with pytest.raises(RuntimeError, match=r"loads another backbone than the run's "
-                                           r"\(fingerprint \w{12} instead of 000000000000\)"):
+    with pytest.raises(RuntimeError, match=r"computes other features than the run's "
+                                           r"\(backbone \w{12}, decoding pil, instead of "
+                                           r"000000000000, pil\)"):
         _featurize_partition(0, _Positional(small_images[:2], 0), featurizer, str(tmp_path),
-                             "token", "0" * 40, False)
+                             "token", "0" * 40 + ":pil", False)
     assert not list(tmp_path.iterdir())
 
 

@@ -116,11 +116,23 @@ def test_pos_label_none_is_the_label_the_classifier_takes_as_generated():
     X, y, groups = _synthetic()
     X = X[:, 1:]
     expected = cross_generator_report(LogisticRegression(), X, y, groups, random_state=0)
-    # Sorted labels: the second one is generated, as classes_[1] of the fitted classifier.
-    synthetic = np.where(y == 1, "synthetic", "real")
-    report = cross_generator_report(LogisticRegression(), X, synthetic, groups, random_state=0)
-    pd.testing.assert_frame_equal(report, expected)
     # A classifier's generated_label parameter names it, even when it sorts first.
     fake = np.where(y == 1, "fake", "real")
     report = cross_generator_report(LabelledClassifier("fake"), X, fake, groups, random_state=0)
     pd.testing.assert_frame_equal(report, expected)
+
+
+def test_labels_of_words_need_pos_label_unless_the_classifier_names_its_generated_label():
+    from sklearn_clipdet.evaluation._common import generated_label
+
+    X, y, groups = _synthetic()
+    names = np.where(y == 1, "fake", "real")
+    with pytest.raises(ValueError, match="pass pos_label"):
+        cross_generator_report(LogisticRegression(), X[:, 1:], names, groups)
+    with pytest.raises(ValueError, match="pass pos_label"):
+        generated_label(LogisticRegression().fit(X[:, 1:], names))
+    report = cross_generator_report(LogisticRegression(), X[:, 1:], names, groups,
+                                    pos_label="fake", random_state=0)
+    pd.testing.assert_frame_equal(
+        report, cross_generator_report(LogisticRegression(), X[:, 1:], y, groups, random_state=0))
+    assert generated_label(LogisticRegression().fit(X[:, 1:], y)) == 1

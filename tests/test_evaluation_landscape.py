@@ -20,6 +20,15 @@ def fitted():
     return clf.fit(X, y), X, y
 
 
+def test_default_batches_are_the_training_batches_also_for_auto():
+    X, y = make_classification(n_samples=200, n_features=6, random_state=0)
+    clf = RobustMLPClassifier((8,), max_epochs=1, random_state=0).fit(X, y)  # batch_size="auto"
+    assert clf.batch_size == "auto" and clf.batch_size_for(len(X)) == 64
+    default = loss_landscape(clf, X, y, n_points=3, random_state=0)
+    explicit = loss_landscape(clf, X, y, n_points=3, batch_size=64, random_state=0)
+    np.testing.assert_array_equal(default.losses_2d, explicit.losses_2d)
+
+
 def test_center_is_the_criterion_at_the_trained_weights(fitted):
     clf, X, y = fitted
     landscape = loss_landscape(clf, X, y, n_points=5, batch_size=len(X), random_state=0)

@@ -99,9 +99,9 @@ def test_noise_is_reproducible_and_independent_of_chunking():
     first = [_pixels(i) for i in noise.transform(images)]
     again = [_pixels(i) for i in noise.transform(images)]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    seed = noise._draw_seed()
-    chunked = (noise._perturb_items(images[:2], offset=0, seed=seed)
-               + noise._perturb_items(images[2:], offset=2, seed=seed))
+    seed = noise.draw_seed()
+    chunked = (noise.perturb_items(images[:2], offset=0, seed=seed)
+               + noise.perturb_items(images[2:], offset=2, seed=seed))
     assert all(np.array_equal(a, _pixels(b)) for a, b in zip(first, chunked))
     other = _pixels(GaussianNoise(20, random_state=4).transform(images)[0])
     assert not np.array_equal(first[0], other)

@@ -54,12 +54,15 @@ def test_plot_roc(small_models, tmp_path, capsys):
     assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_grid_search(small_models, capsys):
-    example_main("grid_search")(["--epochs", "2"])
+def test_grid_search_selects_on_held_out_generators(small_models, capsys):
+    example_main("grid_search")([])
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if "mean_test_score" in line)
     assert len(lines[header + 1:header + 7]) == 6  # one row per candidate, then the best
-    assert lines[header + 7].startswith("best: {'robustmlpclassifier__gamma'")
+    assert lines[header + 7].startswith("best: {'clipfeaturizer__image_layers'")
+    report = lines[lines.index("the chosen settings, each generator held out in turn:") + 1:]
+    held_out = [line.split()[0] for line in report[2:]]  # after the two header lines
+    assert held_out == ["diffusion1", "diffusion2", "diffusion3", "diffusion4", "gan"]
 
 
 def test_reproduce_d3_with_sample_images_for_d3(small_models, monkeypatch, capsys):

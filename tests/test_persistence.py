@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 from sklearn.datasets import make_classification
 
 from sklearn_clipdet import (
+    CLIPFeaturizer,
     RobustMLPClassifier,
     load_detector,
     make_detector,
@@ -60,7 +61,8 @@ def test_round_trip_gives_identical_probabilities(fitted, saved, load, monkeypat
     assert [name for name, _ in loaded.steps] == [name for name, _ in detector.steps]
     fingerprint = detector[0].load_backbone().fingerprint
     assert loaded[0].get_params() == {**detector[0].get_params(), "cache_dir": None,
-                                      "backbone_fingerprint": fingerprint}
+                                      "backbone_fingerprint": fingerprint,
+                                      "image_layers": [1]}  # "auto" as it resolved
     assert loaded[1].get_params(deep=False) == detector[1].get_params(deep=False)
     np.testing.assert_array_equal(loaded.predict_proba(paths), detector.predict_proba(paths))
 
@@ -77,7 +79,7 @@ def test_header_records_versions_and_backbone(fitted, saved):
 
 def test_version_mismatch_warns(saved, load, monkeypatch):
     monkeypatch.setattr(persistence, "__version__", "99.0")
-    with pytest.warns(UserWarning, match="saved with sklearn-clipdet 0.1.0; this is 99.0"):
+    with pytest.warns(UserWarning, match="saved with sklearn-clipdet 0.2.0; this is 99.0"):
         load(saved)
 
 
@@ -175,6 +177,62 @@ def test_cuda_detector_loads_on_a_cpu_machine(saved, load, monkeypatch):
     with pytest.warns(UserWarning, match="saved for device 'cuda'.*loading on the CPU"):
         loaded = load(saved)
     assert loaded[1].device == "cpu"
+
+
+def test_fp16_features_are_computed_in_fp32_on_a_cpu_machine(saved, load, monkeypatch):
+    def trained_on_gpu_in_fp16(header):
+        header["classifier"]["params"]["device"] = "cuda"
+        header["featurizer"].update(device="cuda", precision="fp16")
+
+    _craft(saved, edit_header=trained_on_gpu_in_fp16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="computes its features in fp16.*computed in fp32"):
+        loaded = load(saved)
+    assert (loaded[0].device, loaded[0].precision) == ("cpu", "fp32")
+    assert loaded[0].backbone_fingerprint is None  # it covers the precision: not comparable
+
+
+def test_a_file_chooses_no_limits_threads_or_devices_of_its_own(saved, load):
+    def loosened(header):
+        header["featurizer"].update(max_image_pixels=None, max_image_bytes=None,
+                                    num_workers=10**6, verbose=1)
+
+    _craft(saved, edit_header=loosened)
+    featurizer = load(saved)[0]
+    defaults = CLIPFeaturizer()
+    for name in ("max_image_pixels", "max_image_bytes", "num_workers", "verbose"):
+        assert getattr(featurizer, name) == getattr(defaults, name)
+    _craft(saved, edit_header=lambda header: header["classifier"]["params"].update(
+        device="meta"))
+    with pytest.raises(DetectorFileError, match="saved device 'meta' is not one to run on"):
+        load(saved)
+
+
+@pytest.mark.parametrize("buffer", ["input_scale", "hidden.1.running_var"])
+def test_scales_that_would_give_nan_scores_are_refused(saved, load, buffer):
+    def zeroed(tensors):
+        name = f"classifier.module.{buffer}"
+        tensors[name] = torch.full_like(tensors[name], -1.0 if "running_var" in name else 0.0)
+
+    _craft(saved, edit_tensors=zeroed)
+    with pytest.raises(DetectorFileError, match="not positive"):
+        load(saved)
+
+
+def test_an_interrupted_classifier_is_not_saved(tmp_path):
+    X, y = make_classification(n_samples=40, n_features=4, random_state=0)
+    clf = RobustMLPClassifier((4,), max_epochs=1, random_state=0).fit(X, y)
+    clf.interrupted_ = True  # as a KeyboardInterrupt during its training leaves it
+    with pytest.raises(ValueError, match="interrupted"):
+        save_detector(clf, tmp_path / "half.safetensors")
+    assert not (tmp_path / "half.safetensors").exists()
+
+
+def test_auto_layers_are_saved_as_the_blocks_they_select(saved):
+    with safe_open(str(saved), framework="pt") as file:
+        header = json.loads(file.metadata()["sklearn_clipdet"])
+    assert header["featurizer"]["image_layers"] == [1]  # "auto" on the tiny model's 1 block
+    assert "num_workers" not in header["featurizer"] and "cache_dir" not in header["featurizer"]
 
 
 def test_classifier_alone_round_trips(tmp_path):
@@ -383,7 +441,7 @@ def test_cache_dir_is_neither_saved_nor_used(fitted, tmp_path, load):
 
 def test_cuda_device_without_cuda_is_a_clear_error(saved, load, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match="no such CUDA device"):
+    with pytest.raises(ValueError, match="no CUDA device on this machine"):
         load(saved, device="cuda")
 
 

@@ -5,6 +5,7 @@ import pickle
 import joblib
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.model_selection import (
     GridSearchCV,
     StratifiedKFold,
@@ -141,3 +142,18 @@ def test_joblib_round_trip_holds_no_clip_weights(
     clear_backbone_cache()  # the loaded pipeline must load the backbone again
     loaded = joblib.load(path)
     np.testing.assert_array_equal(loaded.predict_proba(paths), expected)
+
+
+def test_the_papers_recipe_is_one_switch_away():
+    from sklearn_clipdet import PAPER_RECIPE
+
+    paper = make_detector(recipe="paper", classifier_params={"max_epochs": 4})
+    assert (paper[0].image_layers, paper[0].normalize) == ("final", False)
+    params = paper[-1].get_params()
+    assert {k: params[k] for k in PAPER_RECIPE if k != "max_epochs"} == {
+        k: v for k, v in PAPER_RECIPE.items() if k != "max_epochs"}
+    assert params["max_epochs"] == 4  # classifier_params override the recipe
+    default = make_detector()
+    assert (default[0].image_layers, default[-1].batch_size) == ("auto", "auto")
+    with pytest.raises(ValueError, match="recipe"):
+        make_detector(recipe="reference")

@@ -48,10 +48,13 @@ def generated_label(classifier):
     """The label of generated images for a fitted classifier.
 
     Its ``generated_label_`` when it has one (:class:`~sklearn_clipdet.RobustMLPClassifier`),
-    else ``classes_[1]``, the class whose probability is column 1 of ``predict_proba``.
+    else 1 (or True) for classifiers of 0/1, -1/1 or boolean labels; other labels raise a
+    ValueError that asks for ``pos_label``, since nothing says which one is generated.
     """
     label = getattr(classifier, "generated_label_", None)
-    return classifier.classes_[1] if label is None else label
+    if label is not None:
+        return label
+    return binary_targets(classifier.classes_, None)[1]
 
 
 def take(X, indices):

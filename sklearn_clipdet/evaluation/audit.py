@@ -62,7 +62,7 @@ def image_properties(X, *, image_column="image"):
 
     Raises
     ------
-    sklearn_clipdet._images.ImageDecodeError
+    sklearn_clipdet.exceptions.ImageDecodeError
         If an image cannot be read; the message names its index.
     """
     images, _ = split_images(X, image_column)

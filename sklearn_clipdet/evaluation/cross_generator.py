@@ -149,11 +149,13 @@ def cross_generator_report(
 def _generated_label_of_fit(pipe, labels):
     """The ``generated_label_`` that fitting ``pipe`` on ``labels`` gives its classifier."""
     classifier = pipe[-1] if isinstance(pipe, Pipeline) else pipe
-    label = classifier.get_params(deep=False).get("generated_label")
-    if label is not None:
-        return label
+    params = classifier.get_params(deep=False)
+    if params.get("generated_label") is not None:
+        return params["generated_label"]
     classes = np.unique(labels)
-    return classes[1] if len(classes) == 2 else None  # binary_targets explains other counts
+    if "generated_label" in params and len(classes) == 2:
+        return classes[1]  # RobustMLPClassifier's rule; its fit warns for labels of words
+    return None  # binary_targets takes 1 for 0/1 labels and asks for pos_label otherwise
 
 
 def _should_precompute(pipe, precompute_features):

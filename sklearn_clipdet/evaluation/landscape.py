@@ -67,8 +67,9 @@ def loss_landscape(clf, X, y, *, n_points=21, span=1.0, batch_size=None, random_
         moves every filter by its own norm.
     batch_size : int or None, default=None
         Samples per loss evaluation, in the order of ``X``; None uses the
-        classifier's own ``batch_size``, so the loss is the objective as
-        trained. The CVaR and AUC terms are batch objectives (the AUC term
+        classifier's training batch size for ``len(X)`` rows
+        (``clf.batch_size_for(len(X))``, which resolves ``"auto"``), so the
+        loss is the objective as trained. The CVaR and AUC terms are batch objectives (the AUC term
         compares all pairs in a batch: its cost grows with the square of the
         batch size); batch losses are averaged weighted by their size.
         ``len(X)`` evaluates the objective on the whole data at once.
@@ -107,7 +108,8 @@ def loss_landscape(clf, X, y, *, n_points=21, span=1.0, batch_size=None, random_
     generator = torch.Generator().manual_seed(seed)
     first = _filter_normalized_direction(weights, generator)
     second = _filter_normalized_direction(weights, generator)
-    size = clf.batch_size if batch_size is None else batch_size
+    # The CVaR and AUC terms depend on the batch: by default, the training batches' size.
+    size = clf.batch_size_for(len(features)) if batch_size is None else batch_size
 
     def loss_at(a, b):
         state = {name: w + a * first[name] + b * second[name] for name, w in weights.items()}

@@ -35,15 +35,15 @@ _RESAMPLING = {
 }
 
 
-class _ImagePerturbation(TransformerMixin, BaseEstimator):
+class ImagePerturbation(TransformerMixin, BaseEstimator):
     """Base class: input handling, validation and the per-image loop.
 
-    Subclasses set ``_level_param`` (the parameter that sets the strength) and
+    Subclasses set ``level_param`` (the parameter that sets the strength) and
     implement ``_perturb(image, index, seed)``; images at an identity level
     (``is_identity``) are copied without calling it.
     """
 
-    _level_param = None
+    level_param = None
     _parameter_constraints = {"image_column": [str]}
 
     def fit(self, X, y=None):
@@ -80,17 +80,17 @@ class _ImagePerturbation(TransformerMixin, BaseEstimator):
 
         Raises
         ------
-        sklearn_clipdet._images.ImageDecodeError
+        sklearn_clipdet.exceptions.ImageDecodeError
             If an image cannot be read; the message names its index.
         """
         self._check_params()
         images, rebuild = split_images(X, self.image_column)
-        return rebuild(self._perturb_items(images, offset=0, seed=self._draw_seed()))
+        return rebuild(self.perturb_items(images, offset=0, seed=self.draw_seed()))
 
     @property
     def level(self):
         """Value of the parameter that sets the strength (e.g. ``quality``)."""
-        return getattr(self, self._level_param)
+        return getattr(self, self.level_param)
 
     @property
     def is_identity(self):
@@ -110,11 +110,11 @@ class _ImagePerturbation(TransformerMixin, BaseEstimator):
 
     # --- shared by transform and robustness_report (which calls it chunk by chunk) ----------
 
-    def _draw_seed(self):
+    def draw_seed(self):
         """Seed of one transform call; per-image generators derive from it and the index."""
         return None
 
-    def _perturb_items(self, images, offset, seed):
+    def perturb_items(self, images, offset, seed):
         """Perturb ``images``, the samples ``offset, offset + 1, ...`` of the whole input."""
         self._check_params()
         out = []
@@ -130,7 +130,7 @@ class _ImagePerturbation(TransformerMixin, BaseEstimator):
         )
 
 
-class JPEGCompress(_ImagePerturbation):
+class JPEGCompress(ImagePerturbation):
     """Re-encode each image as JPEG at a given quality.
 
     Parameters
@@ -154,9 +154,9 @@ class JPEGCompress(_ImagePerturbation):
     b'\\xff\\xd8'
     """
 
-    _level_param = "quality"
+    level_param = "quality"
     _parameter_constraints = {
-        **_ImagePerturbation._parameter_constraints,
+        **ImagePerturbation._parameter_constraints,
         "quality": [Interval(Integral, 1, 100, closed="both")],
     }
 
@@ -170,7 +170,7 @@ class JPEGCompress(_ImagePerturbation):
         return buffer.getvalue()
 
 
-class Resize(_ImagePerturbation):
+class Resize(ImagePerturbation):
     """Rescale each image by a factor.
 
     Parameters
@@ -184,9 +184,9 @@ class Resize(_ImagePerturbation):
         Column holding the images when ``X`` is a DataFrame.
     """
 
-    _level_param = "scale"
+    level_param = "scale"
     _parameter_constraints = {
-        **_ImagePerturbation._parameter_constraints,
+        **ImagePerturbation._parameter_constraints,
         "scale": [Interval(Real, 0, None, closed="neither")],
         "resample": [StrOptions(set(_RESAMPLING))],
     }
@@ -205,7 +205,7 @@ class Resize(_ImagePerturbation):
         return image.resize(size, _RESAMPLING[self.resample])
 
 
-class GaussianBlur(_ImagePerturbation):
+class GaussianBlur(ImagePerturbation):
     """Blur each image with a Gaussian kernel.
 
     Parameters
@@ -217,9 +217,9 @@ class GaussianBlur(_ImagePerturbation):
         Column holding the images when ``X`` is a DataFrame.
     """
 
-    _level_param = "sigma"
+    level_param = "sigma"
     _parameter_constraints = {
-        **_ImagePerturbation._parameter_constraints,
+        **ImagePerturbation._parameter_constraints,
         "sigma": [Interval(Real, 0, None, closed="left")],
     }
 
@@ -235,7 +235,7 @@ class GaussianBlur(_ImagePerturbation):
         return image.filter(ImageFilter.GaussianBlur(radius=float(self.sigma)))
 
 
-class GaussianNoise(_ImagePerturbation):
+class GaussianNoise(ImagePerturbation):
     """Add i.i.d. Gaussian noise to every pixel value, then clip to [0, 255].
 
     Parameters
@@ -251,9 +251,9 @@ class GaussianNoise(_ImagePerturbation):
         Column holding the images when ``X`` is a DataFrame.
     """
 
-    _level_param = "std"
+    level_param = "std"
     _parameter_constraints = {
-        **_ImagePerturbation._parameter_constraints,
+        **ImagePerturbation._parameter_constraints,
         "std": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
     }
@@ -267,7 +267,7 @@ class GaussianNoise(_ImagePerturbation):
     def is_identity(self):
         return self.std == 0
 
-    def _draw_seed(self):
+    def draw_seed(self):
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _perturb(self, image, index, seed):
@@ -277,7 +277,7 @@ class GaussianNoise(_ImagePerturbation):
         return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
 
 
-class CenterCrop(_ImagePerturbation):
+class CenterCrop(ImagePerturbation):
     """Keep the central part of each image.
 
     Parameters
@@ -289,9 +289,9 @@ class CenterCrop(_ImagePerturbation):
         Column holding the images when ``X`` is a DataFrame.
     """
 
-    _level_param = "fraction"
+    level_param = "fraction"
     _parameter_constraints = {
-        **_ImagePerturbation._parameter_constraints,
+        **ImagePerturbation._parameter_constraints,
         "fraction": [Interval(Real, 0, 1, closed="right")],
     }
 

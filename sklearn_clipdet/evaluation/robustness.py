@@ -22,9 +22,9 @@ from .perturbations import (
     CenterCrop,
     GaussianBlur,
     GaussianNoise,
+    ImagePerturbation,
     JPEGCompress,
     Resize,
-    _ImagePerturbation,
 )
 
 __all__ = ["default_perturbations", "plot_robustness", "robustness_report"]
@@ -190,7 +190,7 @@ def robustness_report(
                 scores = clean_scores
             else:
                 scores = perturbed_scores[_key(perturbation)]
-            parameter = getattr(perturbation, "_level_param", None)
+            parameter = getattr(perturbation, "level_param", None)
             level = getattr(perturbation, "level", position)
             tables.append(report_rows(name, parameter, level, scores))
     report = pd.concat(tables, ignore_index=True)
@@ -290,14 +290,14 @@ def _key(perturbation):
 
 def _perturbed_features(features_of, X, perturbation, image_column, chunk_size, progress):
     """Features of the perturbed samples, perturbing and encoding ``chunk_size`` at a time."""
-    own = isinstance(perturbation, _ImagePerturbation)
-    seed = perturbation._draw_seed() if own else None
+    own = isinstance(perturbation, ImagePerturbation)
+    seed = perturbation.draw_seed() if own else None
     blocks = []
     for start in range(0, len(X), chunk_size):
         chunk = take(X, slice(start, start + chunk_size))
         images, rebuild = split_images(chunk, image_column)
         if own:
-            perturbed = perturbation._perturb_items(images, offset=start, seed=seed)
+            perturbed = perturbation.perturb_items(images, offset=start, seed=seed)
         else:
             perturbed = list(perturbation.transform(images))
         blocks.append(np.asarray(features_of.transform(rebuild(perturbed))))
