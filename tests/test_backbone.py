@@ -116,11 +116,11 @@ def test_local_dir_without_config_or_weights(tmp_path):
     folder = Path(write_tiny_model(tmp_path / "model").removeprefix("local-dir:"))
     (folder / "open_clip_model.safetensors").unlink()  # open_clip would use random weights
     with pytest.raises(WeightsUnavailableError, match=r"has no weights file .*holds "
-                                                      r"open_clip_config\.json"):
+                                                      r"\[open_clip_config\.json\]"):
         load_backbone(f"local-dir:{folder}", None, device="cpu")
     (folder / "open_clip_config.json").rename(folder / "config.json")
     with pytest.raises(WeightsUnavailableError, match=r"has no open_clip_config\.json "
-                                                      r"\(it holds config\.json\)"):
+                                                      r"\(it holds \[config\.json\]\)"):
         load_backbone(f"local-dir:{folder}", None, device="cpu")
     with pytest.raises(WeightsUnavailableError, match="is a file, not a folder"):
         load_backbone(f"local-dir:{folder / 'config.json'}", None, device="cpu")
