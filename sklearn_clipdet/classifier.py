@@ -695,7 +695,8 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
     def initialize_optimizer(self, triggered_directly=None):
         """AdamW, wrapped in SAM unless ``sam=False``."""
         params = [p for _, p in self.get_all_learnable_params()]
-        adamw = dict(lr=self.lr, betas=(0.9, 0.999), weight_decay=self.weight_decay)
+        # foreach: one fused update over all tensors, also on CPUs (torch uses it on GPUs).
+        adamw = dict(lr=self.lr, betas=(0.9, 0.999), weight_decay=self.weight_decay, foreach=True)
         if self.sam:
             self.optimizer_ = SAM(
                 params, torch.optim.AdamW, rho=self.sam_rho, adaptive=self.sam_adaptive, **adamw

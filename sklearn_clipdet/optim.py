@@ -47,39 +47,48 @@ class SAM(torch.optim.Optimizer):
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
         self.second_pass = False
+        # Buffers reused at every step; not part of the state (state_dict, pickles).
+        self._weights_before = {}
+        self._perturbed = []
 
     @torch.no_grad()
     def _grad_norm(self):
         norms = [
-            ((p.abs() if group["adaptive"] else 1.0) * p.grad).norm(p=2)
+            torch.linalg.vector_norm(p.grad * p.abs() if group["adaptive"] else p.grad)
             for group in self.param_groups
             for p in group["params"]
             if p.grad is not None
         ]
         if not norms:
             return None
-        return torch.stack([n.to(norms[0].device) for n in norms]).norm(p=2)
+        return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
 
     @torch.no_grad()
     def first_step(self):
-        """Move the weights to ``w + e(w)``, remembering ``w``."""
+        """Move the weights to ``w + e(w)``, remembering ``w``.
+
+        ``w`` is copied into a buffer kept between steps, and ``e(w)`` is added in place
+        with a tensor scale: no allocation per step and no device synchronisation.
+        """
         grad_norm = self._grad_norm()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                self.state[p]["old_p"] = p.detach().clone()
+                if p not in self._weights_before:
+                    self._weights_before[p] = torch.empty_like(p)
+                self._weights_before[p].copy_(p)
+                self._perturbed.append(p)
                 scale = group["rho"] / (grad_norm.to(p.device) + 1e-12)
-                e_w = (p.square() if group["adaptive"] else 1.0) * p.grad * scale
-                p.add_(e_w)
+                direction = p.grad * p.square() if group["adaptive"] else p.grad
+                p.addcmul_(direction, scale)
 
     @torch.no_grad()
     def second_step(self):
         """Restore ``w`` and step the base optimiser with the current gradient."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if "old_p" in self.state[p]:
-                    p.copy_(self.state[p].pop("old_p"))
+        for p in self._perturbed:
+            p.copy_(self._weights_before[p])
+        self._perturbed.clear()
         self.base_optimizer.step()
 
     def step(self, closure=None):
@@ -108,6 +117,17 @@ class SAM(torch.optim.Optimizer):
             self.second_pass = False
         self.second_step()
         return loss
+
+    def __getstate__(self):
+        # torch.optim.Optimizer pickles defaults, state and param_groups only.
+        return {**super().__getstate__(), "base_optimizer": self.base_optimizer}
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.param_groups = self.base_optimizer.param_groups
+        self.second_pass = False
+        self._weights_before = {}
+        self._perturbed = []
 
     def state_dict(self):
         """The base optimiser's state (moments, steps); the groups also hold rho."""

@@ -306,6 +306,20 @@ def test_joblib_and_pickle_round_trip(data, tmp_path):
     np.testing.assert_array_equal(again.predict(X), clf.predict(X))
 
 
+def test_unpickled_classifier_keeps_training_like_the_original(data):
+    # torch pickles an optimiser's defaults, state and groups only; SAM's wrapped AdamW
+    # must survive, sharing its parameter groups and moments, for partial_fit to go on.
+    X, y = data
+    clf = small(max_epochs=2).fit(X, y)
+    again = pickle.loads(pickle.dumps(clf))
+    assert again.optimizer_.param_groups is again.optimizer_.base_optimizer.param_groups
+    assert again.optimizer_.param_groups[0]["params"][0] is next(again.module_.parameters())
+    for model in (clf, again):  # partial_fit draws from the global RNG
+        torch.manual_seed(0)
+        model.partial_fit(X, y)
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
 def test_batchnorm_statistics_follow_the_first_sam_pass_only(data):
     X, y = data
     clf = small(max_epochs=3, batch_size=30).fit(X, y)  # 120 rows: 4 batches an epoch
