@@ -144,10 +144,12 @@ def bench_e2e(args):
     inputs = decoder.tensors.normalize(inputs.to(backbone.device), backbone.input_dtype)
     fast.transform(paths[:2 * args.batch_size])  # warm up: kernels, nvJPEG, thread pools
 
+    layers = backbone.image_layers(fast.image_layers)  # the same features as the featurizer
+
     def bare():
         for start in range(0, len(paths), args.batch_size):
             n = min(args.batch_size, len(paths) - start)
-            backbone.encode_image(inputs[:n])
+            backbone.encode_image(inputs[:n], layers)
         synchronize(backbone.device)
 
     bare()  # warm up
@@ -162,7 +164,7 @@ def bench_e2e(args):
     workers = default_workers()
     print(f"images: {len(paths)} JPEG files (playground camera photos + generated, cycled); "
           f"best of {args.repeats}; torch threads {torch.get_num_threads()}, decode workers "
-          f"{workers}")
+          f"{workers}; features of image_layers={fast.image_layers!r} ({layers}) in both")
     print(f"bare forward on ready inputs: {len(paths) / t_bare:.2f} img/s  (all runs: "
           f"{', '.join(f'{len(paths) / t:.2f}' for t in results['bare'])})")
     print(f"featurizer from JPEG files:   {len(paths) / t_e2e:.2f} img/s  (all runs: "

@@ -244,6 +244,7 @@ def test_classifier_alone_round_trips(tmp_path):
     save_detector(clf, path)
     loaded = load_detector(path)
     assert isinstance(loaded, RobustMLPClassifier)
+    assert loaded.generated_label == "fake" and loaded.generated_label_ == "fake"
     np.testing.assert_array_equal(loaded.classes_, clf.classes_)
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
@@ -468,18 +469,6 @@ def test_file_is_written_whole_with_the_umask_mode(fitted, tmp_path, monkeypatch
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["detector.safetensors"]
-
-
-def test_generated_label_is_saved_and_loaded(tmp_path):
-    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
-    labels = np.array(["fake", "real"])[y]
-    clf = RobustMLPClassifier(hidden_layer_sizes=(4,), batch_size=32, max_epochs=1,
-                              generated_label="fake", random_state=0).fit(X, labels)
-    path = tmp_path / "clf.safetensors"
-    save_detector(clf, path)
-    loaded = load_detector(path)
-    assert loaded.generated_label == "fake" and loaded.generated_label_ == "fake"
-    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
 
 
 def test_files_from_before_standardize_and_auto_batches_load_as_trained(saved, load, fitted):
