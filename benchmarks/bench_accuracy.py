@@ -10,7 +10,8 @@ Every number is measured in this run, on real OpenAI CLIP ViT-B/16 image feature
 Both sets are small and have shortcuts (sdcoco: art vs snapshots; playground: camera photos
 of 1-4k px vs 559 px generated images), so the tables compare heads and settings on real
 feature geometry; they are not claims of accuracy in the wild. Intervals are 95% stratified
-bootstrap intervals over the test images; MLP heads are also refitted with other seeds.
+bootstrap intervals over the test images; with ``--seeds N`` the default head and
+MLPClassifier are also refitted with N seeds (the spread of their mean cross-set AUC).
 
 Sections:
 
