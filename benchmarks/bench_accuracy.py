@@ -96,10 +96,22 @@ def robust_heads():
     }
 
 
+def score_method(model):
+    return "predict_proba" if hasattr(model, "predict_proba") else "decision_function"
+
+
 def scores_of(model, X):
-    if hasattr(model, "predict_proba"):
-        return model.predict_proba(X)[:, 1]
-    return model.decision_function(X)
+    return positive_column(getattr(model, score_method(model))(X))
+
+
+def positive_column(out):
+    return out[:, 1] if out.ndim == 2 else out
+
+
+def out_of_fold_scores(model, X, y, cv, groups=None, seed=0):
+    """Each row scored once, by the fold's model that did not train on it."""
+    return positive_column(cross_val_predict(with_seed(model, seed), X, y, groups=groups,
+                                             cv=cv, method=score_method(model)))
 
 
 def with_seed(model, seed):
@@ -108,10 +120,6 @@ def with_seed(model, seed):
         if name.endswith("random_state") and value is not None:
             model.set_params(**{name: seed})
     return model
-
-
-def is_seeded(model):
-    return any(k.endswith("random_state") and v is not None for k, v in model.get_params().items())
 
 
 def rank_auc(generated, scores):
@@ -223,10 +231,7 @@ def memoized(function):
 @memoized
 def logo_scores(model, X, y, groups, seed=0):
     """Out-of-fold scores, each image scored once by a model that never saw its generator."""
-    cv = LeaveOneGeneratorOut(GroupKFold(5))
-    method = "predict_proba" if hasattr(model, "predict_proba") else "decision_function"
-    out = cross_val_predict(with_seed(model, seed), X, y, groups=groups, cv=cv, method=method)
-    return out[:, 1] if out.ndim == 2 else out
+    return out_of_fold_scores(model, X, y, LeaveOneGeneratorOut(GroupKFold(5)), groups, seed)
 
 
 @memoized
@@ -247,7 +252,8 @@ def section_heads(args, sd_X, sd_y, pg_X, pg_y, pg_groups):
           "± sd of the mean cross-set AUC over that many seeds (default head and "
           "MLPClassifier).\n")
     rows = []
-    heads = {**robust_heads(), **classic_heads()}
+    classic = classic_heads()
+    heads = {**robust_heads(), **classic}
     for name, head in heads.items():
         start = time.perf_counter()
         spread = name.startswith("RobustMLPClassifier()") or "MLPClassifier" in name
@@ -258,11 +264,9 @@ def section_heads(args, sd_X, sd_y, pg_X, pg_y, pg_groups):
             if seed == 0:
                 to_pg, to_sd = auc_ci(pg_y, scores[0], args), auc_ci(sd_y, scores[1], args)
         in_sd = "-"
-        if spread or name in classic_heads():
+        if spread or name in classic:
             cv = StratifiedKFold(2, shuffle=True, random_state=0)
-            method = "predict_proba" if hasattr(head, "predict_proba") else "decision_function"
-            out = cross_val_predict(with_seed(head, 0), sd_X, sd_y, cv=cv, method=method)
-            in_sd = fmt(*auc_ci(sd_y, out[:, 1] if out.ndim == 2 else out, args))
+            in_sd = fmt(*auc_ci(sd_y, out_of_fold_scores(head, sd_X, sd_y, cv), args))
         in_pg = logo_scores(head, pg_X, pg_y, pg_groups)
         rows.append({
             "head": name,
@@ -278,14 +282,13 @@ def section_heads(args, sd_X, sd_y, pg_X, pg_y, pg_groups):
     print(pd.DataFrame(rows).to_markdown(index=False))
 
 
-def section_layers(args, data, features):
+def section_layers(args, features, y, groups):
     print("\n## 2. Image layers: leave-one-generator-out AUC on the playground\n")
     print("Each generator family (gan, diffusion1-4) is held out in turn with one real "
           "category; every image is scored once. Train on clean images; test clean, with the "
           "real photos downscaled to 559 px (the generated images' size), or JPEG q75. "
           "Blocks are counted from 1 (of 12); class tokens through the final LayerNorm "
           "(layer_output='norm'). Head: RobustMLPClassifier() and a linear probe.\n")
-    y, groups = data["label"].to_numpy(), data["group"].to_numpy()
     choices = {"final embedding": ("final",), "block 4": (4,),
                "block 8 (image_layers='auto')": (8,), "block 10": (10,), "block 12": (12,),
                "blocks 5-12": tuple(range(5, 13)), "block 8 + final": (8, "final")}
@@ -294,15 +297,15 @@ def section_layers(args, data, features):
     rows = []
     shifts = ("clean", "real-small", "jpeg75")
     for name, layers in choices.items():
-        X_train = layer_columns(features["clean"], layers)
+        X = {shift: layer_columns(features[shift], layers) for shift in shifts}
+        X_train = X["clean"]
         row = {"features": name, "width": X_train.shape[1]}
         for head_name, head in heads.items():
             scores = {shift: np.empty(len(y)) for shift in shifts}
             for train, test in LeaveOneGeneratorOut(GroupKFold(5)).split(X_train, y, groups):
                 model = clone(head).fit(X_train[train], y[train])  # one fit, every shift
                 for shift in shifts:
-                    scores[shift][test] = scores_of(
-                        model, layer_columns(features[shift], layers)[test])
+                    scores[shift][test] = scores_of(model, X[shift][test])
             for shift in shifts:
                 row[f"{head_name}: {shift}"] = fmt(*auc_ci(y, scores[shift], args))
         rows.append(row)
@@ -326,14 +329,13 @@ def section_normalize(args, sd_X, sd_y, pg_final, pg_auto, y, groups):
     print(pd.DataFrame(rows).to_markdown(index=False))
 
 
-def section_draft(args, data, features):
+def section_draft(args, features, y, groups):
     print("\n## 4. draft_decode on and off\n")
     print("Draft decoding reads large JPEGs at a reduced scale; on the playground it touches "
           "the camera photos only. 'ai-large' enlarges the generated images to 2048 px so "
           "that it touches both classes. LOGO AUC, RobustMLPClassifier() on block 8 (the "
           "default features); feature cosine between the two decodings, per image, for "
           "block 8 and the final embedding.\n")
-    y, groups = data["label"].to_numpy(), data["group"].to_numpy()
     rows = []
     for variant, on, off in [("playground", "clean", "no-draft"),
                              ("ai-large", "ai-large", "ai-large no-draft")]:
@@ -415,11 +417,11 @@ def main():
     if "1" in sections:
         section_heads(args, normalized(sd_X), sd_y, normalized(pg_final), y, groups)
     if "2" in sections:
-        section_layers(args, data, features)
+        section_layers(args, features, y, groups)
     if "3" in sections:
         section_normalize(args, sd_X, sd_y, pg_final, pg_auto, y, groups)
     if "4" in sections:
-        section_draft(args, data, features)
+        section_draft(args, features, y, groups)
     if "5" in sections:
         section_training_size(args, sd_X, sd_y, pg_final, y)
     print(f"\n(total {time.perf_counter() - start:.0f} s)")

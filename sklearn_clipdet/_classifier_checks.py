@@ -107,18 +107,17 @@ def fit_params_error(owner, fit_params):
 def float32_rows(X):
     """``X`` as C-ordered float32, after checking that no row holds NaN or inf, before
     or after the conversion."""
-    check_finite_rows(
-        X, "Input X", "Remove or impute these rows (a featurizer with on_error='nan' marks "
-        "failed images this way)."
-    )
-    if X.dtype == np.float32:
-        return np.require(X, np.float32, ["C", "W"])
     with np.errstate(over="ignore"):
         rows = np.require(X, np.float32, ["C", "W"])
-    check_finite_rows(
-        rows, "Input X, converted to float32,", "The classifier computes in float32, whose "
-        "range ends near 3.4e38: rescale these features."
-    )
+    if not np.isfinite(rows).all():  # NaN and inf survive the cast: name the culprits
+        check_finite_rows(
+            X, "Input X", "Remove or impute these rows (a featurizer with on_error='nan' "
+            "marks failed images this way)."
+        )
+        check_finite_rows(
+            rows, "Input X, converted to float32,", "The classifier computes in float32, "
+            "whose range ends near 3.4e38: rescale these features."
+        )
     return rows
 
 

@@ -142,8 +142,6 @@ def encode_image_layers(visual, pixels, layers, layer_output="norm"):
     if layer_output not in LAYER_OUTPUTS:
         raise ValueError(f"layer_output must be one of {LAYER_OUTPUTS}, got {layer_output!r}.")
     blocks = [layer for layer in layers if layer != FINAL]
-    if not blocks:
-        return visual(pixels)
     indices = sorted({block - 1 for block in blocks})
     out = visual.forward_intermediates(
         pixels,

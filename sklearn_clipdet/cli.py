@@ -158,7 +158,7 @@ def _evaluate(args):
 def _evaluate_loaded(args, detector, data, robustness):
     from .evaluation import detection_report
 
-    scores, _ = _run(_predictions, detector, data)
+    scores, _ = _run(_predictions, detector, data, with_labels=False)
     y = data["label"].to_numpy()
     valid = ~np.isnan(scores)
     if not valid.all():
@@ -450,9 +450,9 @@ def _check_backbone(featurizer, path, args):
     )
 
 
-def _predictions(detector, data):
+def _predictions(detector, data, with_labels=True):
     """Probability of the generated label and predicted label of each image (NaN and None
-    for unreadable images)."""
+    for unreadable images; labels all None without ``with_labels``)."""
     from .evaluation._common import generated_label, positive_scores
 
     features = detector[:-1].transform(_model_input(data))
@@ -463,7 +463,8 @@ def _predictions(detector, data):
     if readable.any():
         scores[readable] = positive_scores(classifier, features[readable],
                                            generated_label(classifier))
-        labels[readable] = classifier.predict(features[readable])
+        if with_labels:
+            labels[readable] = classifier.predict(features[readable])
     return scores, labels
 
 
@@ -491,10 +492,8 @@ def _write_table(frame, path):
     """Write a .csv or .parquet table whole or not at all."""
     from ._files import atomic_write
 
-    if Path(path).suffix.lower() == ".parquet":
-        _run(atomic_write, path, lambda tmp: frame.to_parquet(tmp, index=False))
-    else:
-        _run(atomic_write, path, lambda tmp: frame.to_csv(tmp, index=False))
+    write = frame.to_parquet if Path(path).suffix.lower() == ".parquet" else frame.to_csv
+    _run(atomic_write, path, lambda tmp: write(tmp, index=False))
 
 
 def _run(function, *args, **kwargs):

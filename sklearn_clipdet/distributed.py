@@ -77,7 +77,9 @@ def _import_distributed():
 def _import_pyarrow():
     import_optional("pyarrow.parquet", extra="dask",
                     purpose="Writing the features' Parquet files")
-    return import_optional("pyarrow", extra="dask", purpose="Writing Parquet files")
+    import pyarrow  # imported by pyarrow.parquet above
+
+    return pyarrow
 
 
 def _is_dask_dataframe(data):

@@ -123,8 +123,7 @@ class SAM(torch.optim.Optimizer):
         return {**super().__getstate__(), "base_optimizer": self.base_optimizer}
 
     def __setstate__(self, state):
-        super().__setstate__(state)
-        self.param_groups = self.base_optimizer.param_groups
+        super().__setstate__(state)  # param_groups is base_optimizer's list: pickle's memo
         self.second_pass = False
         self._weights_before = {}
         self._perturbed = []

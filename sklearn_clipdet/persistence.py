@@ -96,12 +96,13 @@ def save_detector(detector, path):
         "classifier": _classifier_config(classifier),
     }
     if featurizer is not None:
-        header["backbone"] = _backbone_identity(featurizer)
+        backbone = featurizer.load_backbone()
+        header["backbone"] = _backbone_identity(featurizer, backbone)
         header["featurizer"] = _json_params(featurizer)
         for name in _CALLERS_SETTINGS:
             del header["featurizer"][name]
         # The layers "auto" resolves to today, so that the file means the same features later.
-        layers = featurizer.load_backbone().image_layers(featurizer.image_layers)
+        layers = backbone.image_layers(featurizer.image_layers)
         header["featurizer"]["image_layers"] = list(layers)
         # The loaded featurizer checks that it computes the same features.
         header["featurizer"]["backbone_fingerprint"] = header["backbone"]["fingerprint"]
@@ -202,10 +203,11 @@ def load_detector(path, *, device=None, model_name=None, pretrained=None):
     if device is None:
         device = _usable_saved_device(path, header["classifier"]["params"].get("device", "cpu"))
     if device is not None:
-        header["classifier"]["params"]["device"] = resolve_device(device)
+        resolved = resolve_device(device)
+        header["classifier"]["params"]["device"] = resolved
         if header["featurizer"] is not None:
             header["featurizer"]["device"] = device
-            _fit_precision_to(path, header["featurizer"], resolve_device(device))
+            _fit_precision_to(path, header["featurizer"], resolved)
     classifier = _build_classifier(path, header["classifier"], tensors)
     if header["featurizer"] is None:
         return classifier
@@ -262,8 +264,8 @@ def _featurizer_params(path, params, model_name, pretrained):
     # Files of sklearn-clipdet 0.1 predate image_layers: their classifiers read the final
     # embedding.
     params.setdefault("image_layers", "final")
-    saved_cache = params.pop("cache_dir", None)  # files of version 1 may hold one
-    for name in _CALLERS_SETTINGS:  # limits and resources stay the loading user's defaults
+    saved_cache = params.get("cache_dir")  # files of version 1 may hold one
+    for name in _CALLERS_SETTINGS:  # the cache, limits and resources are the loader's own
         params.pop(name, None)
     if saved_cache is not None:
         warnings.warn(
@@ -348,7 +350,7 @@ def _is_json_value(value):
 def _classifier_config(classifier):
     classes = classifier.classes_
     labels = classes.tolist()
-    if not all(isinstance(label, (str, bool, int, float)) for label in labels):
+    if not all(isinstance(label, _LABEL_TYPES) for label in labels):
         raise ValueError(
             f"Class labels {labels!r} cannot be stored in the safe format: use str, int, "
             "float or bool labels, or save with joblib."
@@ -363,10 +365,7 @@ def _classifier_config(classifier):
     }
 
 
-def _backbone_identity(featurizer):
-    import open_clip
-
-    backbone = featurizer.load_backbone()
+def _backbone_identity(featurizer, backbone):
     return {
         "model_name": featurizer.model_name,
         "pretrained": featurizer.pretrained,

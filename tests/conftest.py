@@ -86,3 +86,27 @@ def sample_workdir(tmp_path, monkeypatch):
     (tmp_path / "sample_images").symlink_to(SAMPLE_DIR, target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def string_label_detector(tiny_model_name, tmp_path, monkeypatch):
+    """``fit(folder) -> (data, detector, model_file)``: a tiny detector trained on the
+    folder's images with the words "fake"/"real" as labels (``generated_label="fake"``), which
+    ``persistence.load_detector`` returns for ``model_file``, so that the command line
+    scores it as saved."""
+    from sklearn_clipdet import load_image_folder, make_detector, persistence
+
+    def fit(folder):
+        data = load_image_folder(folder)
+        names = np.where(data["label"] == 1, "fake", "real")
+        detector = make_detector(tiny_model_name, None, modalities="image", device="cpu",
+                                 generated_label="fake",
+                                 classifier_params=dict(hidden_layer_sizes=(4,), max_epochs=1))
+        detector.fit(data[["image"]], names)
+        assert detector[-1].generated_label_ == "fake"
+        model_file = tmp_path / "strings.safetensors"
+        model_file.write_bytes(b"stands for the detector above")
+        monkeypatch.setattr(persistence, "load_detector", lambda path, **kwargs: detector)
+        return data, detector, model_file
+
+    return fit

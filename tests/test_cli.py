@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier, make_detector, persistence
+from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier
 from sklearn_clipdet._backbone import clear_backbone_cache
 from sklearn_clipdet.cli import _build_parser, main
 from sklearn_clipdet.testing import write_tiny_model
@@ -160,21 +160,10 @@ def test_featurize_from_csv(tiny_model_name, playground_samples, tmp_path):
     assert list(table.columns[:3]) == ["image", "label", "image_block1_0"]  # "auto": block 1 of 1
 
 
-def test_scores_follow_the_detectors_generated_label(tiny_model_name, small_folder, tmp_path,
-                                                     monkeypatch):
-    from sklearn_clipdet import load_image_folder
-
-    data = load_image_folder(small_folder)
-    names = np.where(data["label"] == 1, "fake", "real")
-    detector = make_detector(tiny_model_name, None, modalities="image", device="cpu",
-                             generated_label="fake",
-                             classifier_params=dict(hidden_layer_sizes=(4,), max_epochs=1))
-    detector.fit(data[["image"]], names)
+def test_scores_follow_the_detectors_generated_label(string_label_detector, small_folder,
+                                                     tmp_path):
+    data, detector, model_file = string_label_detector(small_folder)
     assert list(detector[-1].classes_) == ["fake", "real"]  # P(fake) is column 0
-    assert detector[-1].generated_label_ == "fake"
-    model_file = tmp_path / "strings.safetensors"
-    model_file.write_bytes(b"stands for the detector above")
-    monkeypatch.setattr(persistence, "load_detector", lambda path, **kwargs: detector)
 
     out = tmp_path / "scores.csv"
     assert predict(model_file, small_folder, out) == 0

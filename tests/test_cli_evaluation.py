@@ -114,20 +114,9 @@ def test_evaluate_with_robustness_encodes_the_clean_images_once(trained, balance
     assert sum(encoded) == 20 + 20 * 4
 
 
-def test_evaluate_a_detector_with_string_labels(balanced_folder, tiny_model_name, tmp_path,
-                                                monkeypatch, capsys):
-    from sklearn_clipdet import load_image_folder, make_detector, persistence
-
-    data = load_image_folder(balanced_folder)
-    names = np.where(data["label"] == 1, "fake", "real")
-    detector = make_detector(tiny_model_name, None, modalities="image", device="cpu",
-                             generated_label="fake",
-                             classifier_params=dict(hidden_layer_sizes=(4,), max_epochs=1))
-    detector.fit(data[["image"]], names)
-    assert detector[-1].generated_label_ == "fake"
-    model_file = tmp_path / "strings.safetensors"
-    model_file.write_bytes(b"stands for the detector above")
-    monkeypatch.setattr(persistence, "load_detector", lambda path, **kwargs: detector)
+def test_evaluate_a_detector_with_string_labels(string_label_detector, balanced_folder,
+                                                tmp_path, capsys):
+    data, detector, model_file = string_label_detector(balanced_folder)
 
     table = tmp_path / "robustness.csv"
     assert main(["evaluate", str(model_file), str(balanced_folder), "--quiet",
