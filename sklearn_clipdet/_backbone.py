@@ -168,9 +168,9 @@ class Backbone:
         """The image-tower layers ``spec`` selects on this model (see :mod:`._image_layers`)."""
         return resolve_image_layers(spec, self.model.visual)
 
-    def image_width(self, layers, layer_output="norm"):
-        """Number of image features :meth:`encode_image` returns for ``layers``."""
-        return sum(layer_widths(self.model.visual, layers, layer_output, self.image_dim))
+    def image_widths(self, layers, layer_output="norm"):
+        """Number of image features :meth:`encode_image` returns for each of ``layers``."""
+        return layer_widths(self.model.visual, layers, layer_output, self.image_dim)
 
     def encode_image(self, pixels, layers=("final",), layer_output="norm"):
         """Image features (n, d) of a (n, 3, H, W) batch, not normalised.

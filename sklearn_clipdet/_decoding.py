@@ -300,13 +300,13 @@ class BatchRunner:
     """Batch prepared samples, build their model inputs ahead and embed them.
 
     Samples given to :meth:`add` are grouped into batches of ``batch_size``.
-    Each batch's model input is built by :meth:`ImageDecoder.model_inputs` in
-    a background thread, on a side stream on CUDA, one batch ahead of the
-    forward pass there; the forward pass runs in the calling thread and the
-    embeddings come back to the host asynchronously, at most two batches in
-    flight. ``on_done(samples, vectors)`` receives each batch's embeddings (a
-    float32 array) and ``on_error(sample)`` each sample that failed to decode
-    in its batch, both in the calling thread.
+    Each batch's model input is built by :meth:`ImageDecoder.model_inputs`:
+    on CUDA in a background thread, on a side stream, one batch ahead of the
+    forward pass; elsewhere in the calling thread, where the forward pass
+    always runs. The embeddings come back to the host asynchronously, at most
+    two batches in flight. ``on_done(samples, vectors)`` receives each batch's
+    embeddings (a float32 array) and ``on_error(sample)`` each sample that
+    failed to decode in its batch, both in the calling thread.
 
     Parameters
     ----------
@@ -331,7 +331,8 @@ class BatchRunner:
         # On a GPU the next batch is built while the device runs the current one; on the
         # CPU the forward pass needs every core, so building ahead gains nothing.
         self._ahead = 1 if device.type == "cuda" else 0
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="clipdet-batch")
+        self._pool = (ThreadPoolExecutor(1, thread_name_prefix="clipdet-batch")
+                      if self._ahead else None)
         self._batch = []
         self._building = deque()
         self._in_flight = deque()
@@ -354,7 +355,8 @@ class BatchRunner:
         """Stop the background thread; batches not yet built are dropped."""
         for future in self._building:
             future.cancel()
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def __enter__(self):
         return self
@@ -364,9 +366,12 @@ class BatchRunner:
 
     def _send(self):
         batch, self._batch = self._batch, []
-        self._building.append(self._pool.submit(self._build, batch))
-        while len(self._building) > self._ahead:
-            self._forward(self._building.popleft().result())
+        if self._pool is None:  # nothing to build ahead: build and run here
+            self._forward(self._build(batch))
+        else:
+            self._building.append(self._pool.submit(self._build, batch))
+            while len(self._building) > self._ahead:
+                self._forward(self._building.popleft().result())
         self._deliver(wait=False)
 
     def _build(self, batch):

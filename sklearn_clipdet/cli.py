@@ -290,7 +290,7 @@ def _read_data(source, *, need_labels, on_error):
     ``on_error`` is the command's --on-error ("raise" or "nan"), or None for a
     command without it.
     """
-    from .datasets import NoClassFolderError, list_images, load_image_folder
+    from .datasets import NoClassFolderError, load_image_folder
 
     path = Path(source)
     if path.is_dir():
@@ -303,7 +303,7 @@ def _read_data(source, *, need_labels, on_error):
                 if need_labels:
                     raise CommandError(_first_line(exc)) from exc
                 # Images to score or featurize need no labels: every image of the folder.
-                data = pd.DataFrame({"image": list_images(path)})
+                data = pd.DataFrame({"image": exc.images})
             except (ValueError, OSError) as exc:
                 raise CommandError(_first_line(exc)) from exc
     elif path.is_file() and path.suffix.lower() == ".csv":

@@ -159,9 +159,7 @@ def load_image_folder(
     if not root.is_dir():
         raise NotADirectoryError(f"Not a folder: {root}")
 
-    if isinstance(extensions, str):
-        extensions = (extensions,)
-    extensions = tuple("." + ext.lower().lstrip(".") for ext in extensions)
+    extensions = _dotted_extensions(extensions)
     class_of = {name.lower(): 0 for name in real_names}
     class_of.update({name.lower(): 1 for name in fake_names})
 
@@ -245,7 +243,17 @@ def _label_image(relpath, class_of, group_from):
 
 
 class NoClassFolderError(ValueError):
-    """A folder holds images, but none in a folder that names its class (real or generated)."""
+    """A folder holds images, but none in a folder that names its class (real or generated).
+
+    Attributes
+    ----------
+    images : list of str
+        The folder's images, as :func:`list_images` gives them: for work that needs no labels.
+    """
+
+    def __init__(self, message, images=()):
+        super().__init__(message)
+        self.images = list(images)
 
 
 def list_images(root, *, extensions=IMAGE_EXTENSIONS):
@@ -269,10 +277,18 @@ def list_images(root, *, extensions=IMAGE_EXTENSIONS):
     root = Path(os.path.abspath(os.fspath(root)))
     if not root.is_dir():
         raise NotADirectoryError(f"Not a folder: {root}")
+    return _absolute(root, _find_images(root, _dotted_extensions(extensions)))
+
+
+def _dotted_extensions(extensions):
+    """Extensions as lower-case ``.ext`` strings (one string or a sequence given)."""
     if isinstance(extensions, str):
         extensions = (extensions,)
-    extensions = tuple("." + ext.lower().lstrip(".") for ext in extensions)
-    return [str(root.joinpath(*relpath.parts)) for relpath in _find_images(root, extensions)]
+    return tuple("." + ext.lower().lstrip(".") for ext in extensions)
+
+
+def _absolute(root, relpaths):
+    return [str(root.joinpath(*relpath.parts)) for relpath in relpaths]
 
 
 def _raise_no_class_folder(root, relpaths, real_names, fake_names, extensions):
@@ -284,7 +300,8 @@ def _raise_no_class_folder(root, relpaths, real_names, fake_names, extensions):
         f"No class folder found under {root}. Top-level folders with images: {found}. "
         f"Accepted names for real images: {', '.join(real_names)}; for generated images: "
         f"{', '.join(fake_names)} (case-insensitive, at any depth). "
-        "Pass real_names / fake_names for other names."
+        "Pass real_names / fake_names for other names.",
+        _absolute(root, relpaths),
     )
 
 

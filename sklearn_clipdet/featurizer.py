@@ -366,9 +366,8 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         backbone = self.load_backbone()
         names = []
         if "image" in self.modalities_:
-            layers = backbone.image_layers(self.image_layers)
-            for prefix, layer in zip(layer_names(layers), layers):
-                width = backbone.image_width((layer,), self.layer_output)
+            layers, widths = self._image_layout(backbone)
+            for prefix, width in zip(layer_names(layers), widths):
                 names += [f"{prefix}_{i}" for i in range(width)]
         if "text" in self.modalities_:
             names += [f"text_{i}" for i in range(backbone.text_dim)]
@@ -482,6 +481,11 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
             return contextlib.nullcontext()
         return FeatureCache(self.cache_dir)
 
+    def _image_layout(self, backbone):
+        """The image layers ``image_layers`` selects and the number of features of each."""
+        layers = backbone.image_layers(self.image_layers)
+        return layers, backbone.image_widths(layers, self.layer_output)
+
     def _cache_prefix(self, kind, backbone, decoder=None):
         settings = {"format": _CACHE_FORMAT, "kind": kind, "backbone": backbone.fingerprint}
         if decoder is not None:
@@ -530,8 +534,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         decoder = ImageDecoder(backbone, fast=fast, max_image_pixels=self.max_image_pixels,
                                jpeg_device=jpeg_batch_device(backbone.device, fast))
         prefix = self._cache_prefix("image", backbone, decoder) if cache is not None else None
-        layers = backbone.image_layers(self.image_layers)
-        widths = [backbone.image_width((layer,), self.layer_output) for layer in layers]
+        _, widths = self._image_layout(backbone)
         dim = sum(widths)
         features = np.full((len(images), dim), np.nan, dtype=np.float32)
         errors = []

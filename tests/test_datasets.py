@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sklearn_clipdet.datasets import load_d3, load_image_folder
+from sklearn_clipdet.datasets import list_images, load_d3, load_image_folder
 
 
 def write_image(path, color=(255, 0, 0), size=(4, 4)):
@@ -137,6 +137,10 @@ def test_no_class_folder_lists_what_was_found(tmp_path):
     message = str(info.value)
     assert "cats, dogs" in message
     assert "0_real" in message and "1_fake" in message
+    # The images found come with the error, for work that needs no labels.
+    assert info.value.images == list_images(tmp_path)
+    assert [Path(p).relative_to(tmp_path).as_posix() for p in info.value.images] == [
+        "cats/a.png", "dogs/b.png"]
 
 
 def test_no_images(tmp_path):
