@@ -315,7 +315,10 @@ def featurize(
         if not is_dask:
             # The input of a list or pandas partition is known here: skip finished ones
             # without a round trip to the cluster.
-            state, _ = _finished_partition(output, k, token, part, featurizer)
+            state = None
+            if (output / _part_name(k)).is_file():
+                state, _ = _finished_partition(output, k, token, _input_token(part, featurizer),
+                                               _files_token(part, featurizer))
             if state is not None and not (retry_failed and state["failures"]):
                 summaries[k] = state
                 continue
@@ -427,7 +430,7 @@ def _featurize_partition(k, part, featurizer, output, token, backbone, retry_fai
     if not isinstance(part, (_Positional, pd.DataFrame)):
         raise TypeError(f"Partition {k} is a {type(part).__name__}, not a pandas DataFrame.")
     input_token, files_token = _input_token(part, featurizer), _files_token(part, featurizer)
-    state, why_not = _finished_partition(output, k, token, part, featurizer)
+    state, why_not = _finished_partition(output, k, token, input_token, files_token)
     if state is not None and not (retry_failed and state["failures"]):
         return state
 
@@ -616,11 +619,12 @@ def _write_partition(output, k, index, names, features, summary):
     atomic_write(output / _part_name(k), lambda tmp: pq.write_table(table, tmp))
 
 
-def _finished_partition(output, k, token, part, featurizer):
-    """``(summary, None)`` if partition ``k`` is finished for this run and input, else
-    ``(None, why)``, why being "absent", "unreadable" or "files changed" (image files
-    of the partition have another size or modification time than when it was
-    written). A partition of other settings or another input is an error.
+def _finished_partition(output, k, token, input_token, files_token):
+    """``(summary, None)`` if partition ``k`` is finished for this run and input (given by
+    its :func:`_input_token` and :func:`_files_token`), else ``(None, why)``, why being
+    "absent", "unreadable" or "files changed" (image files of the partition have another
+    size or modification time than when it was written). A partition of other settings
+    or another input is an error.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -633,14 +637,13 @@ def _finished_partition(output, k, token, part, featurizer):
         stored = json.loads(metadata[_METADATA_KEY])
     except (OSError, KeyError, ValueError, pa.ArrowException):
         return None, "unreadable"
-    if stored.get("token") != token or stored.get("input_token") != _input_token(part,
-                                                                                 featurizer):
+    if stored.get("token") != token or stored.get("input_token") != input_token:
         raise ValueError(
             f"{path} holds features of another input than partition {k} of this one (the "
             "input changed since the earlier run). Use another output folder, or "
             "overwrite=True to delete the earlier features."
         )
-    if stored.get("files_token") != _files_token(part, featurizer):
+    if stored.get("files_token") != files_token:
         return None, "files changed"
     return {**stored, "status": "skipped", "warnings": []}, None
 

@@ -75,7 +75,9 @@ class LeaveOneGeneratorOut(BaseCrossValidator):
         list
             Sorted generator names.
         """
-        targets, groups = self._check(y, groups)
+        return self._generators(*self._check(y, groups))
+
+    def _generators(self, targets, groups):
         generated = np.flatnonzero(targets)
         missing = [int(i) for i in generated if is_missing(groups[i])]
         if missing:
@@ -111,8 +113,8 @@ class LeaveOneGeneratorOut(BaseCrossValidator):
         ------
         train, test : ndarray of int
         """
-        generators = self.generators(y, groups)
         targets, groups = self._check(y, groups)
+        generators = self._generators(targets, groups)
         if len(X) != len(targets):
             raise ValueError(f"X and y have different lengths: {len(X)} and {len(targets)}.")
         generated, real = np.flatnonzero(targets), np.flatnonzero(~targets)
