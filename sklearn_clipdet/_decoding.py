@@ -24,7 +24,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from ._device import HostCopy, SideStream, to_device
+from ._device import InFlight, SideStream, to_device
 from ._images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     DecodeOptions,
@@ -335,7 +335,7 @@ class BatchRunner:
                       if self._ahead else None)
         self._batch = []
         self._building = deque()
-        self._in_flight = deque()
+        self._in_flight = InFlight(self._IN_FLIGHT)
 
     def add(self, prepared):
         """Queue one sample; a full batch is sent on its way."""
@@ -387,11 +387,8 @@ class BatchRunner:
             self.on_error(prepared)
         if decoded:
             inputs = self._stream.hand_over(inputs, event)
-            self._in_flight.append((decoded, HostCopy(self.encode(inputs))))
+            self._in_flight.add(decoded, self.encode(inputs))
 
     def _deliver(self, wait):
-        while self._in_flight and (
-            wait or len(self._in_flight) > self._IN_FLIGHT or self._in_flight[0][1].done()
-        ):
-            decoded, copy = self._in_flight.popleft()
-            self.on_done(decoded, copy.result())
+        for decoded, vectors in self._in_flight.arrived(wait):
+            self.on_done(decoded, vectors)

@@ -7,10 +7,11 @@ plain synchronous thing, so the code that uses them has one path.
 """
 
 import contextlib
+from collections import deque
 
 import torch
 
-__all__ = ["HostCopy", "SideStream", "to_device"]
+__all__ = ["HostCopy", "InFlight", "SideStream", "to_device"]
 
 
 class SideStream:
@@ -78,3 +79,27 @@ class HostCopy:
         if self._event is not None:
             self._event.synchronize()
         return self._tensor.numpy()
+
+
+class InFlight:
+    """Results on their way from the device to the host, each with a tag, kept in order.
+
+    :meth:`add` starts a :class:`HostCopy`; :meth:`arrived` hands back, in order, the
+    copies that have finished, or any number once more than ``limit`` are waiting (or
+    all with ``wait``), so that the device runs ahead of the host by at most ``limit``.
+    """
+
+    def __init__(self, limit=2):
+        self.limit = limit
+        self._copies = deque()
+
+    def add(self, tag, tensor):
+        self._copies.append((tag, HostCopy(tensor)))
+
+    def arrived(self, wait=False):
+        """Yield ``(tag, array)`` for each copy delivered now."""
+        while self._copies and (
+            wait or len(self._copies) > self.limit or self._copies[0][1].done()
+        ):
+            tag, copy = self._copies.popleft()
+            yield tag, copy.result()

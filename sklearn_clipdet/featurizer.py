@@ -6,7 +6,6 @@ import json
 import numbers
 import os
 import warnings
-from collections import deque
 from collections.abc import Hashable
 
 import numpy as np
@@ -28,7 +27,7 @@ from ._decoding import (
     jpeg_batch_device,
     ordered_map,
 )
-from ._device import HostCopy
+from ._device import InFlight
 from ._image_layers import LAYER_OUTPUTS, layer_names
 from ._images import (
     DEFAULT_MAX_IMAGE_BYTES,
@@ -622,12 +621,10 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         batch_size = self.batch_size
         if backbone.device.type == "cuda":
             batch_size = max(batch_size, _GPU_TEXT_BATCH)
-        in_flight = deque()
+        in_flight = InFlight()
 
         def deliver(wait):
-            while in_flight and (wait or len(in_flight) > 2 or in_flight[0][1].done()):
-                chunk, copy = in_flight.popleft()
-                encoded = copy.result()
+            for chunk, encoded in in_flight.arrived(wait):
                 vectors.update(zip(chunk, encoded))
                 if cache is not None:
                     cache.put_many((keys[text], vector) for text, vector in zip(chunk, encoded))
@@ -636,8 +633,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         for start in tqdm(starts, desc="CLIP texts", unit="batch",
                           disable=self.verbose <= 0 or not todo):
             chunk = todo[start:start + batch_size]
-            in_flight.append((chunk, HostCopy(self._encode_texts(backbone,
-                                                                 backbone.tokenizer(chunk)))))
+            in_flight.add(chunk, self._encode_texts(backbone, backbone.tokenizer(chunk)))
             deliver(wait=False)
         deliver(wait=True)
         features = np.empty((len(texts), backbone.text_dim), dtype=np.float32)
