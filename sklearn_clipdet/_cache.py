@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .exceptions import FeatureCacheError
+
 __all__ = ["FeatureCache", "FeatureCacheError"]
 
 _FILENAME = "clip_features.sqlite3"
@@ -36,15 +38,6 @@ _TIMEOUT_S = 60.0
 _SQL_BATCH = 500  # stays below sqlite's limit on query parameters
 
 logger = logging.getLogger(__name__)
-
-
-class FeatureCacheError(OSError):
-    """The feature cache cannot be used: its file is damaged or read-only, or
-    ``cache_dir`` is not a folder.
-
-    The message names the path and what to do. The cache only holds features
-    that can be computed again, so deleting its file loses nothing else.
-    """
 
 
 def _checksum(key, data):

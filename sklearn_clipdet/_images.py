@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
+from .exceptions import ImageDecodeError, ImageDecodeWarning
+
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
     "DEFAULT_MAX_IMAGE_PIXELS",
@@ -63,33 +65,6 @@ _FILE_KINDS = {
 # Opening never blocks on a FIFO swapped in after the check; O_NONBLOCK does not change
 # how regular files are read.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-
-
-class ImageDecodeError(ValueError):
-    """An input sample could not be read as an image.
-
-    Attributes
-    ----------
-    index : int
-        Position of the sample in the input.
-    source : str
-        Short description of the input (its path, or its kind and size).
-    reason : str
-        What is wrong.
-    """
-
-    def __init__(self, index, source, reason):
-        self.index = index
-        self.source = source
-        self.reason = reason
-        super().__init__(f"Sample {index} ({source}): {reason}")
-
-    def __reduce__(self):
-        return type(self), (self.index, self.source, self.reason)
-
-
-class ImageDecodeWarning(UserWarning):
-    """Some samples could not be read and were given NaN features."""
 
 
 @dataclass(frozen=True)

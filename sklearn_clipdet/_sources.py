@@ -16,6 +16,7 @@ import open_clip
 from open_clip.factory import parse_model_name
 
 from ._validation import preview
+from .exceptions import WeightsUnavailableError
 
 __all__ = ["WeightsUnavailableError", "check_source", "open_clip_logs_to_debug", "weights_error"]
 
@@ -31,31 +32,6 @@ _OFFLINE_ADVICE = (
 )
 
 logger = logging.getLogger(__name__)
-
-
-class WeightsUnavailableError(RuntimeError):
-    """The model configuration or its weights could not be obtained.
-
-    Attributes
-    ----------
-    reason : str
-        What went wrong, in one line, naming the model, tag, file or folder at
-        fault, without advice (front ends such as the command line add their own).
-    offline_hint : bool
-        True when weights on disk could help (a download failed, or open_clip
-        failed for a reason not recognised here); False for a mistyped name,
-        tag, file or folder.
-    model_name, pretrained : str or None
-        The source that could not be loaded.
-    """
-
-    def __init__(self, message, reason=None, offline_hint=False, model_name=None,
-                 pretrained=None):
-        super().__init__(message)
-        self.reason = message if reason is None else reason
-        self.offline_hint = offline_hint
-        self.model_name = model_name
-        self.pretrained = pretrained
 
 
 def _error(model_name, pretrained, reason, offline_hint=False):

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ._version import __version__
+from .exceptions import CommandError
 
 _TABLE_SUFFIXES = (".csv", ".parquet")
 # What writing each kind of output file needs beyond the core install.
@@ -38,17 +39,6 @@ _TINY_MODEL = (
     "python -c \"from sklearn_clipdet.testing import write_tiny_model; "
     "write_tiny_model('tiny-clip')\""
 )
-
-
-class CommandError(Exception):
-    """A user-facing failure: printed as one line, exit status 1.
-
-    ``offline_hint`` asks for the command's advice on using weights on disk.
-    """
-
-    def __init__(self, message, offline_hint=False):
-        super().__init__(message)
-        self.offline_hint = offline_hint
 
 
 def main(argv=None):

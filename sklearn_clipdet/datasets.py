@@ -31,6 +31,7 @@ import pandas as pd
 from PIL import Image
 
 from ._validation import preview
+from .exceptions import NoClassFolderError
 
 __all__ = [
     "D3_DATASET_ID",
@@ -240,20 +241,6 @@ def _label_image(relpath, class_of, group_from):
     else:
         group = folders[0]
     return label, group
-
-
-class NoClassFolderError(ValueError):
-    """A folder holds images, but none in a folder that names its class (real or generated).
-
-    Attributes
-    ----------
-    images : list of str
-        The folder's images, as :func:`list_images` gives them: for work that needs no labels.
-    """
-
-    def __init__(self, message, images=()):
-        super().__init__(message)
-        self.images = list(images)
 
 
 def list_images(root, *, extensions=IMAGE_EXTENSIONS):

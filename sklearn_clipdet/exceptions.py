@@ -1,20 +1,113 @@
-"""Errors and warnings of sklearn-clipdet, importable from one place.
+"""Errors and warnings of sklearn-clipdet, defined in one place.
 
 Catch these rather than broad exception types; each message names the sample,
-file or setting at fault.
+file or setting at fault. This module imports nothing from the rest of the
+package (nor torch), so catching an error costs no heavy import.
 """
 
-from ._cache import FeatureCacheError
-from ._images import ImageDecodeError, ImageDecodeWarning
-from ._sources import WeightsUnavailableError
-from .evaluation.audit import ShortcutWarning
-from .persistence import DetectorFileError
-
 __all__ = [
+    "CommandError",
     "DetectorFileError",
     "FeatureCacheError",
     "ImageDecodeError",
     "ImageDecodeWarning",
+    "NoClassFolderError",
     "ShortcutWarning",
     "WeightsUnavailableError",
 ]
+
+
+class ImageDecodeError(ValueError):
+    """An input sample could not be read as an image.
+
+    Attributes
+    ----------
+    index : int
+        Position of the sample in the input.
+    source : str
+        Short description of the input (its path, or its kind and size).
+    reason : str
+        What is wrong.
+    """
+
+    def __init__(self, index, source, reason):
+        self.index = index
+        self.source = source
+        self.reason = reason
+        super().__init__(f"Sample {index} ({source}): {reason}")
+
+    def __reduce__(self):
+        return type(self), (self.index, self.source, self.reason)
+
+
+class ImageDecodeWarning(UserWarning):
+    """Some samples could not be read and were given NaN features."""
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The model configuration or its weights could not be obtained.
+
+    Attributes
+    ----------
+    reason : str
+        What went wrong, in one line, naming the model, tag, file or folder at
+        fault, without advice (front ends such as the command line add their own).
+    offline_hint : bool
+        True when weights on disk could help (a download failed, or open_clip
+        failed for a reason not recognised here); False for a mistyped name,
+        tag, file or folder.
+    model_name, pretrained : str or None
+        The source that could not be loaded.
+    """
+
+    def __init__(self, message, reason=None, offline_hint=False, model_name=None,
+                 pretrained=None):
+        super().__init__(message)
+        self.reason = message if reason is None else reason
+        self.offline_hint = offline_hint
+        self.model_name = model_name
+        self.pretrained = pretrained
+
+
+class FeatureCacheError(OSError):
+    """The feature cache cannot be used: its file is damaged or read-only, or
+    ``cache_dir`` is not a folder.
+
+    The message names the path and what to do. The cache only holds features
+    that can be computed again, so deleting its file loses nothing else.
+    """
+
+
+class DetectorFileError(ValueError):
+    """A detector file is truncated, incomplete, damaged, not one at all, or holds
+    settings that cannot be used as they are."""
+
+
+class NoClassFolderError(ValueError):
+    """A folder holds images, but none in a folder that names its class (real or generated).
+
+    Attributes
+    ----------
+    images : list of str
+        The folder's images, as :func:`~sklearn_clipdet.datasets.list_images`
+        gives them: for work that needs no labels.
+    """
+
+    def __init__(self, message, images=()):
+        super().__init__(message)
+        self.images = list(images)
+
+
+class ShortcutWarning(UserWarning):
+    """A trivial property separates real from generated images in the data."""
+
+
+class CommandError(Exception):
+    """A user-facing failure of the ``clipdet`` command: printed as one line, exit status 1.
+
+    ``offline_hint`` asks for the command's advice on using weights on disk.
+    """
+
+    def __init__(self, message, offline_hint=False):
+        super().__init__(message)
+        self.offline_hint = offline_hint

@@ -28,6 +28,7 @@ from ._backbone import check_device, resolve_device
 from ._files import atomic_write
 from ._version import __version__
 from .classifier import RobustMLPClassifier, restore_fitted
+from .exceptions import DetectorFileError
 from .featurizer import CLIPFeaturizer
 
 FORMAT = "sklearn-clipdet-detector"
@@ -37,11 +38,6 @@ _HEADER_KEY = "sklearn_clipdet"
 # which safety limits on image size apply are the loading user's choice.
 _CALLERS_SETTINGS = ("cache_dir", "num_workers", "max_image_pixels", "max_image_bytes", "verbose")
 _MODULE_PREFIX = "classifier.module."
-
-
-class DetectorFileError(ValueError):
-    """A detector file is truncated, incomplete, damaged, not one at all, or holds
-    settings that cannot be used as they are."""
 
 
 def save_detector(detector, path):

@@ -60,3 +60,23 @@ def test_runtime_imports_are_declared():
                 undeclared.append(f"{path.relative_to(ROOT)}: {module}")
     assert not undeclared, f"imports of undeclared distributions: {undeclared}"
 
+
+
+@pytest.mark.parametrize("code", [
+    "import sklearn_clipdet.exceptions",
+    "from sklearn_clipdet.exceptions import WeightsUnavailableError, ImageDecodeError",
+])
+def test_light_modules_import_no_torch(code):
+    """The errors are a leaf: catching one loads neither torch nor the estimators."""
+    import subprocess
+
+    check = f"import sys; {code}; assert 'torch' not in sys.modules, 'torch imported'"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_errors_are_defined_in_exceptions():
+    from sklearn_clipdet import exceptions
+
+    for name in exceptions.__all__:
+        assert getattr(exceptions, name).__module__ == "sklearn_clipdet.exceptions", name

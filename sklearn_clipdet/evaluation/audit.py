@@ -23,6 +23,7 @@ from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
 from .._images import is_missing, load_source, open_limited, sample_errors
+from ..exceptions import ShortcutWarning
 from ._common import binary_targets, split_images
 
 __all__ = ["ShortcutWarning", "audit_shortcuts", "estimate_jpeg_quality", "image_properties"]
@@ -32,10 +33,6 @@ _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 _SMALL = 10_000  # below this many samples the models run single-threaded (threads cost more)
 _SINGLE_PROPERTIES = ["width", "height", "area", "aspect_ratio", "file_size", "bytes_per_pixel",
                       "jpeg_quality", "has_exif"]
-
-
-class ShortcutWarning(UserWarning):
-    """A trivial property separates real from generated images in the data."""
 
 
 def image_properties(X, *, image_column="image"):
