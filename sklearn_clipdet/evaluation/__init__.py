@@ -7,6 +7,8 @@
   noise and cropping;
 - :func:`cross_generator_report` and :class:`LeaveOneGeneratorOut`: generalisation to
   unseen generators, as a report and as a cross-validator for model selection;
+- :func:`cross_source_report` and :func:`source_effects`: generalisation to unseen
+  sources (leave one source out), and what training on each source does to the others;
 - :func:`audit_shortcuts`: whether trivial properties (size, file format,
   captions, ...) separate the classes of a data set;
 - :func:`plot_loss_landscape`: loss surfaces around the trained weights.
@@ -14,6 +16,7 @@
 
 from .audit import ShortcutWarning, audit_shortcuts, estimate_jpeg_quality, image_properties
 from .cross_generator import cross_generator_report
+from .cross_source import cross_source_report, source_effects
 from .landscape import LossLandscape, loss_landscape, plot_loss_landscape
 from .metrics import (
     accuracy_at_threshold,
@@ -39,6 +42,7 @@ __all__ = [
     "audit_shortcuts",
     "bootstrap_metric",
     "cross_generator_report",
+    "cross_source_report",
     "default_perturbations",
     "detection_report",
     "equal_error_rate",
@@ -48,5 +52,6 @@ __all__ = [
     "plot_loss_landscape",
     "plot_robustness",
     "robustness_report",
+    "source_effects",
     "tpr_at_fpr",
 ]

@@ -180,3 +180,31 @@ def save_figure(figure, path, *, close):
         import matplotlib.pyplot as plt
 
         plt.close(figure)  # a no-op for figures not made by pyplot
+
+
+def fit_generated_label(pipe, labels):
+    """The ``generated_label_`` that fitting ``pipe`` on ``labels`` gives its classifier."""
+    classifier = pipe[-1] if isinstance(pipe, Pipeline) else pipe
+    params = classifier.get_params(deep=False)
+    if params.get("generated_label") is not None:
+        return params["generated_label"]
+    classes = np.unique(labels)
+    if "generated_label" in params and len(classes) == 2:
+        return classes[1]  # RobustMLPClassifier's rule; its fit warns for labels of words
+    return None  # binary_targets takes 1 for 0/1 labels and asks for pos_label otherwise
+
+
+def should_precompute(pipe, precompute_features):
+    if precompute_features not in ("auto", True, False):
+        raise ValueError(
+            f"precompute_features must be 'auto', True or False, got {precompute_features!r}."
+        )
+    if not isinstance(pipe, Pipeline) or len(pipe.steps) < 2:
+        if precompute_features is True:
+            raise ValueError("precompute_features=True needs a Pipeline with feature steps.")
+        return False
+    if precompute_features == "auto":
+        from ..featurizer import CLIPFeaturizer  # torch: only when asked
+
+        return all(isinstance(step, CLIPFeaturizer) for _, step in pipe.steps[:-1])
+    return precompute_features

@@ -1,17 +1,17 @@
 """Generalisation to unseen generators: leave one generator out."""
 
-import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import column_or_1d
 
-from ..featurizer import CLIPFeaturizer
 from ._common import (
     binary_targets,
     check_finite_features,
     default_threshold,
+    fit_generated_label,
     positive_scores,
+    should_precompute,
     take,
 )
 from .metrics import detection_report
@@ -108,7 +108,7 @@ def cross_generator_report(
     """
     labels = column_or_1d(y)
     if pos_label is None:
-        pos_label = _generated_label_of_fit(pipe, labels)
+        pos_label = fit_generated_label(pipe, labels)
     targets, pos_label = binary_targets(labels, pos_label)
     if not len(X) == len(targets) == len(groups):
         raise ValueError(
@@ -119,7 +119,7 @@ def cross_generator_report(
     # Built before any image is encoded, so that bad groups fail fast.
     folds = list(zip(cv.generators(labels, groups), cv.split(targets, labels, groups)))
 
-    precompute = _should_precompute(pipe, precompute_features)
+    precompute = should_precompute(pipe, precompute_features)
     if precompute:
         features = clone(pipe[:-1]).fit(X, labels).transform(X)
         check_finite_features(features, "X")
@@ -144,29 +144,3 @@ def cross_generator_report(
         table["n_test_real"] = int((~targets[test]).sum())
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
-
-
-def _generated_label_of_fit(pipe, labels):
-    """The ``generated_label_`` that fitting ``pipe`` on ``labels`` gives its classifier."""
-    classifier = pipe[-1] if isinstance(pipe, Pipeline) else pipe
-    params = classifier.get_params(deep=False)
-    if params.get("generated_label") is not None:
-        return params["generated_label"]
-    classes = np.unique(labels)
-    if "generated_label" in params and len(classes) == 2:
-        return classes[1]  # RobustMLPClassifier's rule; its fit warns for labels of words
-    return None  # binary_targets takes 1 for 0/1 labels and asks for pos_label otherwise
-
-
-def _should_precompute(pipe, precompute_features):
-    if precompute_features not in ("auto", True, False):
-        raise ValueError(
-            f"precompute_features must be 'auto', True or False, got {precompute_features!r}."
-        )
-    if not isinstance(pipe, Pipeline) or len(pipe.steps) < 2:
-        if precompute_features is True:
-            raise ValueError("precompute_features=True needs a Pipeline with feature steps.")
-        return False
-    if precompute_features == "auto":
-        return all(isinstance(step, CLIPFeaturizer) for _, step in pipe.steps[:-1])
-    return precompute_features

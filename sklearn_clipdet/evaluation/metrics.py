@@ -165,7 +165,7 @@ def bootstrap_metric(
     value = float(metric(targets, scores))
     samples = [
         metric(targets[rows], scores[rows])
-        for rows in _resamples(targets, n_bootstraps, random_state)
+        for rows in stratified_resamples(targets, n_bootstraps, random_state)
     ]
     low, high = _interval(np.asarray(samples, dtype=float), confidence_level)
     return value, low, high
@@ -228,7 +228,7 @@ def detection_report(
     values = _all_metrics(targets, scores, threshold, fpr_targets)
     samples = np.array([
         _all_metrics(targets[rows], scores[rows], threshold, fpr_targets)
-        for rows in _resamples(targets, n_bootstraps, random_state)
+        for rows in stratified_resamples(targets, n_bootstraps, random_state)
     ]).reshape(n_bootstraps, len(names))
     bounds = [_interval(samples[:, j], confidence_level) for j in range(len(names))]
     report = pd.DataFrame({
@@ -292,7 +292,7 @@ def _accuracy(targets, scores, threshold):
     return float(np.mean((scores > threshold) == targets))
 
 
-def _resamples(targets, n_bootstraps, random_state):
+def stratified_resamples(targets, n_bootstraps, random_state):
     """Row indices of stratified bootstrap resamples."""
     rng = check_random_state(random_state)
     positives, negatives = np.flatnonzero(targets), np.flatnonzero(~targets)
