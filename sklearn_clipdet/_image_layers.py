@@ -11,8 +11,11 @@ to read and reads them in one forward pass with open_clip's own
 A specification is ``"auto"``, ``"final"``, a block number, or a sequence of
 block numbers and ``"final"``. Blocks are counted from 1 (block 8 of 12 is
 ``8``), negative numbers from the end (``-1`` is the last block); ``"final"``
-is the model's image embedding. ``"auto"`` picks the block at two thirds of
-the depth where the tower has a class token, else ``"final"``.
+is the model's image embedding. ``"auto"`` picks the blocks at one half, two
+thirds and five sixths of the depth (6, 8 and 10 of 12; 12, 16 and 20 of 24) where
+the tower has a class token, else ``"final"``: on six photoreal-era sources, left
+out one at a time, blocks 6+8+10 of ViT-B/16 beat block 8 alone and the final
+embedding (``benchmarks/bench_wild.py``); deeper towers read the same fractions.
 """
 
 import numbers
@@ -32,7 +35,7 @@ __all__ = [
 #: final LayerNorm, or through the LayerNorm and the output projection.
 LAYER_OUTPUTS = ("raw", "norm", "projected")
 FINAL = "final"
-AUTO_DEPTH = 2 / 3  # fraction of the depth that "auto" reads
+AUTO_DEPTHS = (1 / 2, 2 / 3, 5 / 6)  # fractions of the depth that "auto" reads
 
 
 def tower_depth(visual):
@@ -75,7 +78,9 @@ def resolve_image_layers(spec, visual):
     """
     depth = tower_depth(visual)
     if isinstance(spec, str) and spec == "auto":
-        return (FINAL,) if depth is None else (max(1, round(AUTO_DEPTH * depth)),)
+        if depth is None:
+            return (FINAL,)
+        return tuple(dict.fromkeys(max(1, round(f * depth)) for f in AUTO_DEPTHS))
     entries = (spec,) if isinstance(spec, (str, numbers.Integral)) else tuple(spec)
     if not entries:
         raise ValueError("image_layers must name at least one layer.")

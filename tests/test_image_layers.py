@@ -54,15 +54,16 @@ def class_tokens(featurizer, images):
     return visual, tokens
 
 
-def test_auto_reads_the_block_at_two_thirds_of_the_depth():
+def test_auto_reads_the_blocks_at_one_half_two_thirds_and_five_sixths_of_the_depth():
     def tower(depth):
         blocks = types.SimpleNamespace(resblocks=[None] * depth)
         return types.SimpleNamespace(transformer=blocks, class_embedding=torch.zeros(1),
                                      forward_intermediates=None)
 
-    assert resolve_image_layers("auto", tower(12)) == (8,)
-    assert resolve_image_layers("auto", tower(24)) == (16,)
-    assert resolve_image_layers("auto", tower(32)) == (21,)
+    assert resolve_image_layers("auto", tower(12)) == (6, 8, 10)
+    assert resolve_image_layers("auto", tower(24)) == (12, 16, 20)
+    assert resolve_image_layers("auto", tower(32)) == (16, 21, 27)
+    assert resolve_image_layers("auto", tower(2)) == (1, 2)  # one entry per block
     assert resolve_image_layers((-1, "final", 3), tower(12)) == (12, "final", 3)
     resnet = types.SimpleNamespace()  # no transformer, no class token
     assert resolve_image_layers("auto", resnet) == ("final",)
