@@ -43,10 +43,10 @@ import torch
 from _playground import cycle, playground_paths
 
 from sklearn_clipdet import CLIPFeaturizer
-from sklearn_clipdet._backbone import load_backbone
-from sklearn_clipdet._decoding import ImageDecoder, default_workers
-from sklearn_clipdet._images import DecodeOptions, decode_image, load_source
-from sklearn_clipdet._tensor_images import decode_jpegs, inspect_jpeg
+from sklearn_clipdet._clip._backbone import load_backbone
+from sklearn_clipdet._images._decoding import ImageDecoder, default_workers
+from sklearn_clipdet._images._reading import DecodeOptions, decode_image, load_source
+from sklearn_clipdet._images._tensors import decode_jpegs, inspect_jpeg
 from sklearn_clipdet.testing import write_tiny_model
 
 SECTIONS = ("draft", "e2e", "cosine", "decode", "text", "int8", "rss", "cache")

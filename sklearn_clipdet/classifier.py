@@ -1,38 +1,31 @@
 """RobustMLPClassifier: the method's MLP, objective and optimiser as a skorch net."""
 
 import warnings
-from contextlib import contextmanager
 from numbers import Integral, Real
 from types import MappingProxyType
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetBinaryClassifier
-from skorch.callbacks import EpochTimer, PassthroughScoring
 from skorch.dataset import Dataset
 from skorch.utils import is_dataset, to_device
-from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from ._batches import DeviceBatches, FeatureDataset, arrays_of
-from ._callbacks import PrintLog, RestartingLRScheduler
-from ._classifier_checks import (
-    check_param_name,
-    check_params,
-    check_state,
+from ._classifier._batches import FeatureDataset, arrays_of
+from ._classifier._checks import (
     fit_params_error,
     float32_rows,
-    positive_int,
 )
+from ._classifier._params import SKORCH_OPTION_CONSTRAINTS, SkorchParamsMixin
+from ._classifier._state import FittedStateMixin
+from ._classifier._training import TrainingInterrupted, seeded
+from ._utils._sklearn_compat import Interval, StrOptions
 from .losses import LOSSES, DetectorLoss
-from .modules import DetectorMLP, float64_copy, state_spec
-from .optim import SAM, frozen_batchnorm_stats
+from .modules import DetectorMLP, float64_copy
+from .optim import frozen_batchnorm_stats
 
-__all__ = ["PAPER_RECIPE", "RobustMLPClassifier", "restore_fitted"]
+__all__ = ["PAPER_RECIPE", "RobustMLPClassifier"]
 
 #: Parameters of :class:`RobustMLPClassifier` that reproduce the reference
 #: training of arXiv 2404.12908 exactly, whatever the defaults become.
@@ -62,7 +55,7 @@ PAPER_RECIPE = MappingProxyType(
 )
 
 
-class RobustMLPClassifier(NeuralNetBinaryClassifier):
+class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryClassifier):
     """MLP detector trained with a CVaR + pairwise-AUC loss under SAM.
 
     The method of "Robust CLIP-Based Detector for Exposing Diffusion
@@ -275,33 +268,8 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         "random_state": ["random_state"],
         "device": [str, torch.device],
         "verbose": ["verbose"],
-        # skorch's nested options that apply to this classifier's batches
-        "iterator_train__batch_size": [Interval(Integral, 1, None, closed="left")],
-        "iterator_train__shuffle": ["boolean"],
-        "iterator_train__drop_last": ["boolean"],
-        "iterator_valid__batch_size": [Interval(Integral, 1, None, closed="left")],
+        **SKORCH_OPTION_CONSTRAINTS,
     }
-
-    # skorch's components, fixed here: class attributes rather than
-    # parameters, so that get_params lists what this classifier lets one set.
-    module = DetectorMLP
-    criterion = DetectorLoss
-    optimizer = torch.optim.AdamW
-    dataset = FeatureDataset
-    iterator_train = DeviceBatches
-    iterator_valid = DeviceBatches
-    predict_nonlinearity = "auto"
-    compile = False
-    torch_load_kwargs = None
-    # Scoring callbacks predict afresh and compare with the dataset's labels as
-    # given; skorch's cached outputs would come with the encoded targets.
-    use_caching = False
-    # skorch's __init__ also records its bookkeeping state; scikit-learn expects
-    # __init__ to store parameters only, so the unfitted values live here until
-    # ``initialize`` sets them on the instance.
-    initialized_ = False
-    history_ = None
-    virtual_params_ = MappingProxyType({})
 
     def __init__(
         self,
@@ -349,8 +317,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
             verbose=verbose,
             device=device,
         )
-        for name in _SKORCH_FIXED + ("history_", "initialized_", "virtual_params_"):
-            vars(self).pop(name, None)
+        self._drop_skorch_state()
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
         self.negative_slope = negative_slope
@@ -373,118 +340,10 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         # Stored as given, as skorch does; fit refuses what does not apply.
         vars(self).update(kwargs)
 
-    # ------------------------------------------------------------ parameters
-
-    def _get_param_names(self):
-        """The parameters of __init__, and the nested options set on this instance.
-
-        skorch would list every public attribute, including the fixed module
-        and optimiser; scikit-learn lists the signature only, so that ``clone``
-        would drop ``iterator_train__drop_last`` and the like.
-        """
-        own = BaseEstimator._get_param_names.__func__(type(self))
-        extra = [
-            name for name in vars(self)
-            if name not in own and not name.startswith("_") and not name.endswith("_")
-        ]
-        return sorted(own + extra)
-
-    __repr__ = BaseEstimator.__repr__
-
-    def set_params(self, **params):
-        """Set parameters.
-
-        Before fit they are stored only, and checked by ``fit``. On a fitted
-        classifier they are checked at once (an invalid value raises and
-        changes nothing), then the components they configure are rebuilt:
-        the loss for ``loss``, ``alpha``, ...; the optimiser for ``sam``,
-        ``weight_decay``, ...; the schedule for ``max_epochs``, ``lr_period``,
-        ...; ``lr`` is set on the live optimiser. A new value of a network
-        parameter (``hidden_layer_sizes``, ``dropout``, ``negative_slope``,
-        ``batch_norm``, ``standardize``) makes the classifier unfitted, since its trained
-        weights no longer fit its parameters.
-
-        Returns
-        -------
-        self : RobustMLPClassifier
-        """
-        if not self.initialized_:
-            known = self.get_params(deep=True)
-            for name in params:
-                if name not in known:
-                    check_param_name(name, self._parameter_constraints, type(self).__name__)
-            return self._store_params(params)
-
-        current = self.get_params(deep=False)
-        self._check_params({**current, **params})
-        if "generated_label" in params:
-            generated_label = self._generated_label(params["generated_label"], self.classes_)
-        network_changed = any(
-            name in _NETWORK_PARAMS and params[name] != current[name] for name in params
-        )
-        self._store_params(params)
-        if network_changed:
-            self._forget_training()
-            return self
-        if _CRITERION_PARAMS.intersection(params):
-            self._initialize_criterion()
-        if _OPTIMIZER_PARAMS.intersection(params):
-            self._initialize_optimizer()
-        if _SCHEDULE_PARAMS.intersection(params):
-            self._initialize_callbacks()
-        if "generated_label" in params:
-            self.generated_label_ = generated_label
-        return self
-
-    def _store_params(self, params):
-        iterator = {
-            name: value for name, value in params.items()
-            if name.startswith(("iterator_train__", "iterator_valid__"))
-        }
-        vars(self).update(iterator)  # skorch would rebuild a module for these
-        others = {name: value for name, value in params.items() if name not in iterator}
-        if not self.initialized_:  # store only; skorch would build the callbacks
-            BaseEstimator.set_params(self, **{k: v for k, v in others.items() if "__" not in k})
-            others = {name: value for name, value in others.items() if "__" in name}
-        # skorch sets lr on the live optimiser, and callbacks__* on the callbacks.
-        return super().set_params(**others) if others else self
-
-    def _forget_training(self):
-        """Return to the state of a new, unfitted classifier with the same parameters."""
-        fresh = type(self)(**self.get_params(deep=False))
-        vars(self).clear()
-        vars(self).update(vars(fresh))
-
-    def _check_params(self, params):
-        check_params(params, self._parameter_constraints, type(self).__name__)
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
         return tags
-
-    @property
-    def classes_(self):
-        if not hasattr(self, "_classes"):
-            raise AttributeError(f"{type(self).__name__} has no classes_ before fit.")
-        return self._classes
-
-    @property
-    def _default_callbacks(self):
-        callbacks = [
-            ("epoch_timer", EpochTimer()),
-            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
-            ("valid_loss", PassthroughScoring(name="valid_loss")),
-        ]
-        if self.lr_schedule is not None:  # "cosine", the one schedule; checked in fit
-            scheduler = RestartingLRScheduler(
-                policy=CosineAnnealingLR,
-                T_max=self.max_epochs if self.lr_period is None else self.lr_period,
-                eta_min=self.lr_min,
-            )
-            callbacks.append(("lr_scheduler", scheduler))
-        callbacks.append(("print_log", PrintLog()))
-        return callbacks
 
     # ------------------------------------------------------------------ fitting
 
@@ -568,7 +427,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
                 group["lr"] = self.lr
         try:
             super().partial_fit(X, y)
-        except _TrainingInterrupted as stop:
+        except TrainingInterrupted as stop:
             self.interrupted_ = True
             warnings.warn(
                 f"Training was interrupted after {stop.epochs_done} of {stop.epochs} epochs "
@@ -592,7 +451,7 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt as interrupt:
             done = sum("train_batch_count" in row for row in list(self.history)[start:])
-            raise _TrainingInterrupted(interrupt, done, epochs or self.max_epochs) from None
+            raise TrainingInterrupted(interrupt, done, epochs or self.max_epochs) from None
 
     def _validate_training_data(self, X, y, fit_params, reset, classes=None):
         self._check_params(self.get_params(deep=False))
@@ -620,90 +479,11 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         self._check_known_labels(y)
         return X, y
 
-    def _check_known_labels(self, y):
-        unknown = np.setdiff1d(y, self.classes_)
-        if unknown.size:
-            raise ValueError(
-                f"y holds labels {unknown.tolist()} that are not in classes_ "
-                f"{self.classes_.tolist()}."
-            )
-
-    @staticmethod
-    def _generated_label(label, classes, warn=True):
-        """``label`` checked against ``classes``, or ``classes[1]`` for None (see the class doc)."""
-        labels = classes.tolist()
-        if label is None:
-            if warn and not all(isinstance(label, Real) for label in labels):
-                warnings.warn(
-                    f"The labels are {labels}; column 1 of predict_proba is the probability "
-                    f"of {labels[1]!r} (classes_ are sorted), and evaluation tools and the "
-                    f"command line score that class. If {labels[0]!r} marks the generated "
-                    f"images, set generated_label={labels[0]!r}; set "
-                    f"generated_label={labels[1]!r} to confirm the default and silence "
-                    "this warning.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-            return classes[1]
-        if label not in labels:
-            raise ValueError(f"generated_label={label!r} is not one of the classes {labels}.")
-        return classes[labels.index(label)]
-
-    @contextmanager
     def _seeded(self, active=True):
         """Seed torch from ``random_state`` without touching the global RNG."""
-        if self.random_state is None or not active:
-            yield
-            return
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        device = torch.device(self.device)
-        cuda = [] if device.type != "cuda" else [
-            device.index if device.index is not None else torch.cuda.current_device()
-        ]
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
-            yield
+        return seeded(self.random_state, self.device, active)
 
     # -------------------------------------------------- skorch building blocks
-
-    def _network_params(self):
-        """The arguments of :class:`DetectorMLP` besides ``n_features``."""
-        return dict(
-            hidden_layer_sizes=tuple(self.hidden_layer_sizes),
-            dropout=self.dropout,
-            negative_slope=self.negative_slope,
-            batch_norm=self.batch_norm,
-            standardize=self.standardize,
-        )
-
-    def initialize_module(self):
-        """Build the MLP for ``n_features_in_`` inputs."""
-        self.module_ = DetectorMLP(n_features=self.n_features_in_, **self._network_params())
-        return self
-
-    def initialize_criterion(self):
-        """Build the objective selected by ``loss``."""
-        self.criterion_ = DetectorLoss(
-            loss=self.loss,
-            alpha=self.alpha,
-            gamma=self.gamma,
-            margin=self.auc_margin,
-            power=self.auc_power,
-        )
-        return self
-
-    def initialize_optimizer(self, triggered_directly=None):
-        """AdamW, wrapped in SAM unless ``sam=False``."""
-        params = [p for _, p in self.get_all_learnable_params()]
-        # foreach: one fused update over all tensors, also on CPUs (torch uses it on GPUs).
-        adamw = dict(lr=self.lr, betas=(0.9, 0.999), weight_decay=self.weight_decay, foreach=True)
-        if self.sam:
-            self.optimizer_ = SAM(
-                params, torch.optim.AdamW, rho=self.sam_rho, adaptive=self.sam_adaptive, **adamw
-            )
-        else:
-            self.optimizer_ = torch.optim.AdamW(params, **adamw)
-        return self
 
     def get_dataset(self, X, y=None):
         """The rows with their labels as given and encoded for the loss."""
@@ -842,77 +622,6 @@ class RobustMLPClassifier(NeuralNetBinaryClassifier):
         return self.classes_[positive.astype(np.intp)]
 
 
-def restore_fitted(classifier, *, classes, n_features_in, feature_names_in, state_dict):
-    """Make an unfitted ``classifier`` the fitted one these values describe.
-
-    For :func:`~sklearn_clipdet.load_detector`. Everything is checked before
-    the network is built, so a damaged or crafted description fails fast with
-    a ValueError (or TypeError), whatever sizes it claims.
-
-    Parameters
-    ----------
-    classifier : RobustMLPClassifier
-        Unfitted, with the saved parameters.
-    classes : ndarray of shape (2,)
-        The two labels, sorted and distinct.
-    n_features_in : int
-        Width of the input rows.
-    feature_names_in : list of str or None
-        Column names seen in fit.
-    state_dict : dict of str to torch.Tensor
-        The network's ``state_dict``.
-
-    Returns
-    -------
-    RobustMLPClassifier
-        ``classifier``, fitted and in evaluation mode.
-    """
-    classifier._check_params(classifier.get_params(deep=False))
-    labels = classes.tolist()
-    if len(labels) != 2 or np.unique(classes).tolist() != labels:
-        raise ValueError(f"classes must be two distinct labels in sorted order, got {labels}.")
-    if not positive_int(n_features_in):
-        raise ValueError(f"n_features_in must be a positive integer, got {n_features_in!r}.")
-    if feature_names_in is not None and (
-        len(feature_names_in) != n_features_in
-        or not all(isinstance(name, str) for name in feature_names_in)
-    ):
-        raise ValueError(f"feature_names_in must be {n_features_in} strings.")
-    check_state(state_dict, state_spec(n_features_in, **classifier._network_params()))
-
-    classifier._classes = classes
-    classifier.generated_label_ = classifier._generated_label(
-        classifier.generated_label, classes, warn=False
-    )
-    classifier.n_features_in_ = n_features_in
-    if feature_names_in is not None:
-        classifier.feature_names_in_ = np.array(feature_names_in, dtype=object)
-    with torch.random.fork_rng(devices=[]):  # the initial weights are replaced at once
-        classifier.initialize()
-    classifier.module_.load_state_dict(state_dict)
-    classifier.module_.eval()
-    return classifier
-
-
-class _TrainingInterrupted(BaseException):
-    """Carries a KeyboardInterrupt past skorch, which would swallow it."""
-
-    def __init__(self, interrupt, epochs_done, epochs):
-        super().__init__(interrupt)
-        self.interrupt = interrupt
-        self.epochs_done = epochs_done
-        self.epochs = epochs
-
-
 _X_VALIDATION = dict(dtype=(np.float32, np.float64), ensure_all_finite=False)
-_NETWORK_PARAMS = {"hidden_layer_sizes", "dropout", "negative_slope", "batch_norm", "standardize"}
 # batch_size="auto": n_samples // _AUTO_STEPS rows, clipped to [_MIN_AUTO_BATCH, _MAX_AUTO_BATCH].
 _AUTO_STEPS, _MIN_AUTO_BATCH, _MAX_AUTO_BATCH = 8, 64, 2048
-_CRITERION_PARAMS = {"loss", "alpha", "gamma", "auc_margin", "auc_power"}
-_OPTIMIZER_PARAMS = {"sam", "sam_rho", "sam_adaptive", "weight_decay"}
-_SCHEDULE_PARAMS = {"lr_schedule", "lr_period", "lr_min", "max_epochs"}
-# skorch __init__ arguments that this classifier fixes (class attributes above).
-_SKORCH_FIXED = (
-    "module", "criterion", "optimizer", "dataset", "iterator_train", "iterator_valid",
-    "predict_nonlinearity", "compile", "use_caching", "torch_load_kwargs",
-)

@@ -257,7 +257,7 @@ def _check_runtime(args):
     """Check --device and --cache-dir before loading models or reading images."""
     _check_device(args.device)
     if args.cache_dir is not None:
-        from ._cache import FeatureCache
+        from ._clip._cache import FeatureCache
 
         try:
             FeatureCache(args.cache_dir).close()
@@ -266,7 +266,7 @@ def _check_runtime(args):
 
 
 def _check_device(device):
-    from ._backbone import check_device
+    from ._utils._device import check_device
 
     try:
         check_device(device)
@@ -333,7 +333,7 @@ def _read_csv(path, on_error):
 
 def _refuse_rows(path, rows, problem, advice, unless=False):
     """A CommandError naming the CSV lines of ``rows`` (the header is line 1), if any."""
-    from ._validation import preview
+    from ._utils._validation import preview
 
     if rows and not unless:
         lines = preview(row + 2 for row in rows)
@@ -480,7 +480,7 @@ def _plot_roc(y, scores, path):
 
 def _write_table(frame, path):
     """Write a .csv or .parquet table whole or not at all."""
-    from ._files import atomic_write
+    from ._utils._files import atomic_write
 
     write = frame.to_parquet if Path(path).suffix.lower() == ".parquet" else frame.to_csv
     _run(atomic_write, path, lambda tmp: write(tmp, index=False))
@@ -488,7 +488,7 @@ def _write_table(frame, path):
 
 def _run(function, *args, **kwargs):
     """Call into the library, turning its errors into one-line command errors."""
-    from ._sources import WeightsUnavailableError
+    from .exceptions import WeightsUnavailableError
 
     try:
         return function(*args, **kwargs)

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from PIL import Image
 
-from ._validation import preview
+from ._utils._validation import preview
 from .exceptions import NoClassFolderError
 
 __all__ = [

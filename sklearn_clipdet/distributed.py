@@ -28,10 +28,8 @@ For grid searches and cross-validation on a cluster, use scikit-learn with
 ``docs/distributed.md``); nothing in this module is needed for that.
 """
 
-import hashlib
 import json
 import math
-import os
 import re
 import threading
 import time
@@ -44,42 +42,39 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ._files import atomic_write
-from ._images import ImageDecodeError, ImageDecodeWarning, describe_input, is_missing
-from ._optional import import_optional
-from ._validation import preview
+from ._partition_store import (
+    _FAILURES,
+    _MANIFEST,
+    _as_sequence_or_frame,
+    _failure_table,
+    _files_token,
+    _finished_partition,
+    _image_value,
+    _import_pyarrow,
+    _input_token,
+    _json_label,
+    _labels,
+    _part_name,
+    _Positional,
+    _prepare_output,
+    _settings,
+    _token,
+    _write_failures,
+    _write_partition,
+)
+from ._utils._optional import import_optional
+from ._utils._validation import preview
+from .exceptions import ImageDecodeError, ImageDecodeWarning
 
 __all__ = ["FeaturizeResult", "featurize", "read_features"]
 
-_FORMAT = 2  # 2: the backbone fingerprint and the files' size and mtime are recorded
-_MANIFEST = "_clipdet_features.json"
-_FAILURES = "_failures.csv"
-_METADATA_KEY = b"sklearn_clipdet"
-_PART_PATTERN = re.compile(r"^part-(\d+)\.parquet$")
-_TEMP_PATTERN = re.compile(
-    r"^\.(part-\d+\.parquet|_failures\.csv|_clipdet_features\.json)\..+\.tmp$"
-)
-_FAILURE_COLUMNS = ["index", "image", "error"]
 _DEFAULT_PARTITION_SIZE = 1024
-# Parameters that cannot change the values of the features.
-_UNRELATED_PARAMS = {
-    "backbone_fingerprint", "batch_size", "cache_dir", "device", "num_workers", "on_error",
-    "verbose",
-}
 _WARNINGS_LOCK = threading.Lock()
 
 
 def _import_distributed():
     return import_optional("distributed", extra="dask",
                            purpose="sklearn_clipdet.distributed (dask.distributed)")
-
-
-def _import_pyarrow():
-    import_optional("pyarrow.parquet", extra="dask",
-                    purpose="Writing the features' Parquet files")
-    import pyarrow  # imported by pyarrow.parquet above
-
-    return pyarrow
 
 
 def _is_dask_dataframe(data):
@@ -424,7 +419,7 @@ def _featurize_partition(k, part, featurizer, output, token, backbone, retry_fai
     ``backbone`` is the fingerprint of the run's backbone: a worker whose
     backbone differs (other weights or software) refuses to compute.
     """
-    from ._backbone import resolve_device
+    from ._utils._device import resolve_device
 
     output = Path(output)
     if not isinstance(part, (_Positional, pd.DataFrame)):
@@ -498,7 +493,7 @@ def _featurize_partition(k, part, featurizer, output, token, backbone, retry_fai
 def _backbone_fingerprint(featurizer):
     """What the features depend on here: the backbone's fingerprint, and where JPEGs are
     decoded (GPU workers decode with nvJPEG, CPU workers with PIL). The model stays loaded."""
-    from ._decoding import jpeg_batch_device
+    from ._images._decoding import jpeg_batch_device
 
     backbone = featurizer.load_backbone()
     on_gpu = jpeg_batch_device(backbone.device, featurizer.draft_decode) is not None
@@ -558,105 +553,6 @@ def _collect(client, futures, n_partitions, n_done, progress, distributed):
     return summaries
 
 
-# --- output folder ---------------------------------------------------------------------------
-
-
-def _part_name(k):
-    return f"part-{k:05d}.parquet"
-
-
-def _prepare_output(output, settings, n_partitions, partition_size, overwrite):
-    """Create or check the output folder and its manifest."""
-    output.mkdir(parents=True, exist_ok=True)
-    manifest_path = output / _MANIFEST
-    ours = [p for p in output.iterdir()
-            if _PART_PATTERN.match(p.name) or _TEMP_PATTERN.match(p.name)
-            or p.name in (_MANIFEST, _FAILURES)]
-    if overwrite:
-        for path in ours:
-            path.unlink()
-        ours = []
-    manifest = {
-        "format": _FORMAT,
-        "n_partitions": n_partitions,
-        "partition_size": partition_size,
-        "settings": settings,
-        "token": _token(settings),
-    }
-    if manifest_path.is_file():
-        previous = json.loads(manifest_path.read_text())
-        changed = [key for key in ("format", "n_partitions", "partition_size", "token")
-                   if previous.get(key) != manifest[key]]
-        if changed:
-            details = "; ".join(f"{key}: {previous.get(key)!r} before, {manifest[key]!r} now"
-                                for key in changed if key != "token")
-            if "token" in changed:
-                details = "; ".join(filter(None, [details, _settings_diff(
-                    previous.get("settings", {}), settings)]))
-            raise ValueError(
-                f"{output} holds features of another run ({details}). Use another output "
-                "folder, or overwrite=True to delete them."
-            )
-    elif any(_PART_PATTERN.match(p.name) for p in ours):
-        raise ValueError(f"{output} holds part-*.parquet files but no {_MANIFEST}; they were "
-                         "not written by featurize. Use another output folder.")
-    # Temporary files of an interrupted run are incomplete by construction.
-    for path in ours:
-        if _TEMP_PATTERN.match(path.name) and path.exists():
-            path.unlink(missing_ok=True)
-    atomic_write(manifest_path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
-
-
-def _write_partition(output, k, index, names, features, summary):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    # From the pandas index, so that an empty partition keeps the type of the labels.
-    labels = pa.Array.from_pandas(pd.Series(index, copy=False))
-    arrays = [labels] + [pa.array(features[:, j]) for j in range(features.shape[1])]
-    metadata = {_METADATA_KEY: json.dumps(summary).encode()}
-    table = pa.Table.from_arrays(arrays, names=["index", *names], metadata=metadata)
-    atomic_write(output / _part_name(k), lambda tmp: pq.write_table(table, tmp))
-
-
-def _finished_partition(output, k, token, input_token, files_token):
-    """``(summary, None)`` if partition ``k`` is finished for this run and input (given by
-    its :func:`_input_token` and :func:`_files_token`), else ``(None, why)``, why being
-    "absent", "unreadable" or "files changed" (image files of the partition have another
-    size or modification time than when it was written). A partition of other settings
-    or another input is an error.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = output / _part_name(k)
-    if not path.is_file():
-        return None, "absent"
-    try:
-        metadata = pq.read_schema(path).metadata or {}
-        stored = json.loads(metadata[_METADATA_KEY])
-    except (OSError, KeyError, ValueError, pa.ArrowException):
-        return None, "unreadable"
-    if stored.get("token") != token or stored.get("input_token") != input_token:
-        raise ValueError(
-            f"{path} holds features of another input than partition {k} of this one (the "
-            "input changed since the earlier run). Use another output folder, or "
-            "overwrite=True to delete the earlier features."
-        )
-    if stored.get("files_token") != files_token:
-        return None, "files changed"
-    return {**stored, "status": "skipped", "warnings": []}, None
-
-
-def _write_failures(output, failures):
-    atomic_write(output / _FAILURES, lambda tmp: failures.to_csv(tmp, index=False))
-
-
-def _failure_table(summaries):
-    rows = [failure for summary in summaries for failure in summary["failures"]]
-    return pd.DataFrame(rows, columns=_FAILURE_COLUMNS)
-
-
 def _reemit_warnings(summaries):
     """Show the warnings raised on the workers, once per kind, naming the partitions.
 
@@ -676,40 +572,8 @@ def _reemit_warnings(summaries):
 # --- identities of settings and input --------------------------------------------------------
 
 
-def _settings(featurizer):
-    """The featurizer parameters that determine the feature values, JSON-ready."""
-    from .featurizer import CLIPFeaturizer
-
-    if not isinstance(featurizer, CLIPFeaturizer):
-        raise TypeError(f"featurizer must be a CLIPFeaturizer, got {type(featurizer).__name__}.")
-    clone(featurizer).fit(None)  # checks the parameters
-    params = featurizer.get_params(deep=False)
-    return {
-        name: os.fspath(value) if isinstance(value, os.PathLike) else value
-        for name, value in sorted(params.items())
-        if name not in _UNRELATED_PARAMS
-    }
-
-
-def _settings_diff(before, now):
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-    return "; ".join(_describe_change(k, before.get(k), now.get(k)) for k in changed)
-
-
-def _describe_change(key, before, now):
-    if key == "backbone":
-        return (f"backbone: other weights, preprocessing, tokenizer or open_clip version "
-                f"(fingerprint {str(before)[:12]} before, {str(now)[:12]} now)")
-    return f"{key}: {before!r} before, {now!r} now"
-
-
-def _token(obj):
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
 def _check_random_weights(featurizer):
-    from open_clip.factory import parse_model_name
+    from ._utils._open_clip import parse_model_name
 
     if featurizer.pretrained is None and parse_model_name(featurizer.model_name)[0] is None:
         warnings.warn(
@@ -721,106 +585,4 @@ def _check_random_weights(featurizer):
             stacklevel=3,
         )
 
-
-def _as_sequence_or_frame(images, featurizer):
-    if isinstance(images, pd.DataFrame):
-        return images
-    if isinstance(images, pd.Series):  # keep its index
-        column = featurizer.text_column if featurizer.modalities == "text" else \
-            featurizer.image_column
-        return images.to_frame(name=column)
-    if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__len__"):
-        raise TypeError(
-            "images must be a sequence of images, a pandas DataFrame or Series, or a dask "
-            "DataFrame, got "
-            f"{type(images).__name__}."
-        )
-    return list(images)
-
-
-@dataclass
-class _Positional:
-    """A partition of a sequence input: its samples and the position of the first one."""
-
-    samples: list
-    start: int
-
-    def __len__(self):
-        return len(self.samples)
-
-
-def _labels(part):
-    """The index labels of a partition, as plain Python values."""
-    if isinstance(part, _Positional):
-        return list(range(part.start, part.start + len(part.samples)))
-    return [label.item() if isinstance(label, np.generic) else label for label in part.index]
-
-
-def _json_label(label):
-    return label if isinstance(label, (int, float, str)) else str(label)
-
-
-def _samples_by_kind(part, featurizer):
-    """``{"image": samples, "text": samples}``: the inputs of a partition the featurizer reads."""
-    if isinstance(part, _Positional):
-        return {"text" if featurizer.modalities == "text" else "image": part.samples}
-    wanted = {"image": featurizer.image_column, "text": featurizer.text_column}
-    return {kind: part[column] for kind, column in wanted.items()
-            if kind in featurizer.modalities and column in part.columns}
-
-
-def _input_token(part, featurizer):
-    """Hash of the index labels and the samples of a partition (image paths or data, texts)."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr(_labels(part)).encode())
-    for kind, samples in _samples_by_kind(part, featurizer).items():
-        digest.update(f"|{kind}|".encode())
-        for item in samples:
-            digest.update(_sample_bytes(item))
-    return digest.hexdigest()
-
-
-def _files_token(part, featurizer):
-    """Hash of the size and modification time of the image files of a partition.
-
-    With the paths in the input token, they stand for the content of the files:
-    hashing the content would read every file again on each resume.
-    """
-    digest = hashlib.blake2b(digest_size=16)
-    for item in _samples_by_kind(part, featurizer).get("image", []):
-        if not isinstance(item, (str, os.PathLike)):
-            digest.update(b"-;")  # in-memory data: part of the input token
-            continue
-        try:
-            stat = os.stat(item)
-        except OSError:
-            digest.update(b"absent;")
-            continue
-        digest.update(f"{stat.st_size}:{stat.st_mtime_ns};".encode())
-    return digest.hexdigest()
-
-
-def _sample_bytes(item):
-    if is_missing(item):
-        content = b"m"
-    elif isinstance(item, (str, os.PathLike)):
-        content = b"s" + os.fsencode(item)
-    elif isinstance(item, bytes):
-        content = b"b" + hashlib.blake2b(item, digest_size=16).digest()
-    elif isinstance(item, np.ndarray):
-        meta = f"a{item.shape}{item.dtype}".encode()
-        content = meta + hashlib.blake2b(np.ascontiguousarray(item).tobytes(),
-                                         digest_size=16).digest()
-    elif hasattr(item, "tobytes") and hasattr(item, "mode"):  # PIL image
-        meta = f"i{item.size}{item.mode}".encode()
-        content = meta + hashlib.blake2b(item.tobytes(), digest_size=16).digest()
-    else:
-        content = b"r" + repr(item).encode()
-    return len(content).to_bytes(8, "little") + content
-
-
-def _image_value(part, row, featurizer):
-    """The image input of a row: its path, or a short description of other inputs."""
-    item = part[featurizer.image_column].iloc[row] if isinstance(part, pd.DataFrame) else part[row]
-    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else describe_input(item)
 

@@ -13,13 +13,14 @@ import pandas as pd
 import torch
 from PIL import Image
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._backbone import PRECISIONS, load_backbone
-from ._cache import FeatureCache
-from ._decoding import (
+from ._clip._backbone import PRECISIONS, load_backbone
+from ._clip._cache import FeatureCache
+from ._clip._image_layers import LAYER_OUTPUTS, layer_names
+from ._images._cuda_copies import InFlight
+from ._images._decoding import (
     BatchRunner,
     ImageDecoder,
     Prepared,
@@ -27,9 +28,7 @@ from ._decoding import (
     jpeg_batch_device,
     ordered_map,
 )
-from ._device import InFlight
-from ._image_layers import LAYER_OUTPUTS, layer_names
-from ._images import (
+from ._images._reading import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageDecodeError,
@@ -41,7 +40,8 @@ from ._images import (
     sample_errors,
 )
 from ._tile_view import TileView
-from ._validation import preview
+from ._utils._sklearn_compat import Interval, StrOptions
+from ._utils._validation import preview
 
 __all__ = ["CLIPFeaturizer"]
 
@@ -492,7 +492,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         """The open_clip backbone these settings select, loaded on first use.
 
         Featurizers with the same model settings share one loaded model per
-        process (see :func:`~sklearn_clipdet._backbone.load_backbone`).
+        process (see :func:`~sklearn_clipdet._clip._backbone.load_backbone`).
 
         Returns
         -------

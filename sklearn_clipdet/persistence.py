@@ -24,10 +24,10 @@ from safetensors.torch import save_file
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from ._backbone import check_device, resolve_device
-from ._files import atomic_write
+from ._utils._device import check_device, resolve_device
+from ._utils._files import atomic_write
 from ._version import __version__
-from .classifier import RobustMLPClassifier, restore_fitted
+from .classifier import RobustMLPClassifier
 from .exceptions import DetectorFileError
 from .featurizer import CLIPFeaturizer
 
@@ -463,8 +463,7 @@ def _build_classifier(path, config, tensors):
         raise DetectorFileError(f"{path}: unexpected tensors {outside}.")
     state = {name[len(_MODULE_PREFIX) :]: tensor for name, tensor in tensors.items()}
     try:
-        return restore_fitted(
-            RobustMLPClassifier(**params),
+        return RobustMLPClassifier(**params)._restore_fitted(
             classes=classes,
             n_features_in=config["n_features_in"],
             feature_names_in=config["feature_names_in"],

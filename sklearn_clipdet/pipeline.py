@@ -1,9 +1,9 @@
 """The detector: a scikit-learn Pipeline of CLIPFeaturizer and RobustMLPClassifier."""
 
 from sklearn.pipeline import make_pipeline
-from sklearn.utils._param_validation import StrOptions, validate_params
 
-from ._backbone import resolve_device
+from ._utils._device import resolve_device
+from ._utils._sklearn_compat import StrOptions, validate_params
 from .classifier import PAPER_RECIPE, RobustMLPClassifier
 from .featurizer import CLIPFeaturizer
 

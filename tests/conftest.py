@@ -67,7 +67,7 @@ def small_models(monkeypatch, tiny_model_name):
     block of 32 units trained for 3 epochs. Only speed changes: the same code runs.
     """
     from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier
-    from sklearn_clipdet._backbone import load_backbone
+    from sklearn_clipdet._clip._backbone import load_backbone
 
     def load_tiny(featurizer):
         return load_backbone(

@@ -8,8 +8,8 @@ import open_clip
 import pytest
 import torch
 
-from sklearn_clipdet import _backbone
-from sklearn_clipdet._backbone import (
+from sklearn_clipdet._clip import _backbone
+from sklearn_clipdet._clip._backbone import (
     WeightsUnavailableError,
     clear_backbone_cache,
     load_backbone,

@@ -6,8 +6,13 @@ import torch
 from sklearn.datasets import make_classification
 from torch.utils.data import Subset
 
-from sklearn_clipdet import RobustMLPClassifier, _batches
-from sklearn_clipdet._batches import DeviceBatches, FeatureDataset, fits_in_device_memory
+from sklearn_clipdet import RobustMLPClassifier
+from sklearn_clipdet._classifier import _batches
+from sklearn_clipdet._classifier._batches import (
+    DeviceBatches,
+    FeatureDataset,
+    fits_in_device_memory,
+)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from sklearn_clipdet._cache import FeatureCache, FeatureCacheError
+from sklearn_clipdet._clip._cache import FeatureCache, FeatureCacheError
 
 
 def vectors(n, dim=8, seed=0):
@@ -86,7 +86,7 @@ def test_read_only_cache_is_refused_when_opened(tmp_path, monkeypatch):
         cache.put_many([("a", vectors(1)[0])])
     # Open the file read-only, as sqlite does for a file this user cannot write (permissions
     # alone cannot make it so for root, who runs some test machines).
-    from sklearn_clipdet import _cache
+    from sklearn_clipdet._clip import _cache
 
     connect = sqlite3.connect
     monkeypatch.setattr(_cache.sqlite3, "connect", lambda path, **kwargs: connect(
@@ -138,7 +138,7 @@ def test_several_processes_write_and_read_concurrently(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
-        from sklearn_clipdet._cache import FeatureCache
+        from sklearn_clipdet._clip._cache import FeatureCache
         assert "torch" not in sys.modules
         worker = int(sys.argv[1])
         cache = FeatureCache({str(tmp_path)!r})

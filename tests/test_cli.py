@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier
-from sklearn_clipdet._backbone import clear_backbone_cache
+from sklearn_clipdet._clip._backbone import clear_backbone_cache
 from sklearn_clipdet.cli import _build_parser, main
 from sklearn_clipdet.testing import write_tiny_model
 
@@ -405,7 +405,7 @@ def test_mistyped_models_are_named_without_boilerplate(model, message, small_fol
 
 
 def test_offline_advice_names_the_commands_flags(small_folder, tmp_path, capsys, monkeypatch):
-    from sklearn_clipdet import _backbone
+    from sklearn_clipdet._clip import _backbone
 
     def unreachable(model_name, pretrained):
         raise ConnectionError("cannot reach huggingface.co to download the weights")

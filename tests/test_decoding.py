@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from sklearn_clipdet import CLIPFeaturizer, _decoding
+from sklearn_clipdet import CLIPFeaturizer
 from sklearn_clipdet import featurizer as featurizer_module
-from sklearn_clipdet._decoding import PixelBudget, ordered_map
-from sklearn_clipdet._images import ImageDecodeWarning
+from sklearn_clipdet._images import _decoding
+from sklearn_clipdet._images._decoding import PixelBudget, ordered_map
+from sklearn_clipdet._images._reading import ImageDecodeWarning
 from sklearn_clipdet.testing import write_tiny_model
 
 
@@ -167,7 +168,7 @@ def test_tensor_path_mixes_formats_and_errors_in_input_order(
 
 def test_a_batch_nvjpeg_refuses_is_decoded_by_pil(tiny_model_name, tensor_path_on_cpu,
                                                   monkeypatch):
-    from sklearn_clipdet._tensor_images import JpegHeader
+    from sklearn_clipdet._images._tensors import JpegHeader
 
     def refuse(*args, **kwargs):
         raise RuntimeError("Error while decoding JPEG images")
@@ -199,7 +200,7 @@ def test_cuda_features_match_the_cpu_pil_path_on_the_playground(model_64, playgr
 
 @pytest.mark.cuda
 def test_cuda_decoding_matches_cpu_decoding_for_every_kind_of_jpeg():
-    from sklearn_clipdet._tensor_images import decode_jpegs, inspect_jpeg
+    from sklearn_clipdet._images._tensors import decode_jpegs, inspect_jpeg
 
     image = Image.fromarray(smooth_array(0, (90, 70, 3)))
     mpo = io.BytesIO()

@@ -16,9 +16,9 @@ import torch
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier, make_detector
-from sklearn_clipdet._backbone import clear_backbone_cache
-from sklearn_clipdet._cache import FeatureCache
-from sklearn_clipdet._images import ImageDecodeError, ImageDecodeWarning
+from sklearn_clipdet._clip._backbone import clear_backbone_cache
+from sklearn_clipdet._clip._cache import FeatureCache
+from sklearn_clipdet._images._reading import ImageDecodeError, ImageDecodeWarning
 from sklearn_clipdet.distributed import featurize, read_features
 from sklearn_clipdet.testing import write_tiny_model
 
@@ -190,7 +190,7 @@ def test_dask_dataframe_input_with_captions(client, tiny_model_name, samples, tm
 
 
 def _install_load_counter():
-    from sklearn_clipdet import _backbone
+    from sklearn_clipdet._clip import _backbone
 
     _backbone.clear_backbone_cache()
     original = getattr(_backbone._create, "__wrapped__", _backbone._create)
@@ -205,13 +205,13 @@ def _install_load_counter():
 
 
 def _load_count():
-    from sklearn_clipdet import _backbone
+    from sklearn_clipdet._clip import _backbone
 
     return _backbone._create.calls
 
 
 def _remove_load_counter():
-    from sklearn_clipdet import _backbone
+    from sklearn_clipdet._clip import _backbone
 
     _backbone._create = _backbone._create.__wrapped__
 

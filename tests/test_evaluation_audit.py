@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from sklearn_clipdet import load_image_folder
-from sklearn_clipdet._images import ImageDecodeError
+from sklearn_clipdet._images._reading import ImageDecodeError
 from sklearn_clipdet.evaluation import (
     ShortcutWarning,
     audit_shortcuts,

@@ -10,7 +10,7 @@ from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
 
 from sklearn_clipdet import CLIPFeaturizer
-from sklearn_clipdet._images import ImageDecodeError
+from sklearn_clipdet._images._reading import ImageDecodeError
 from sklearn_clipdet.evaluation import (
     CenterCrop,
     GaussianBlur,

@@ -16,8 +16,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 
 from sklearn_clipdet import CLIPFeaturizer
-from sklearn_clipdet._backbone import WeightsUnavailableError, clear_backbone_cache
-from sklearn_clipdet._images import ImageDecodeError, ImageDecodeWarning
+from sklearn_clipdet._clip._backbone import WeightsUnavailableError, clear_backbone_cache
+from sklearn_clipdet._images._reading import ImageDecodeError, ImageDecodeWarning
 from sklearn_clipdet.testing import write_tiny_model
 
 DIM = 16  # embedding size of the tiny model
@@ -505,7 +505,7 @@ def test_clone_and_get_params(tiny_model_name):
 
 
 def test_featurizers_with_same_settings_share_the_model(make, monkeypatch):
-    from sklearn_clipdet import _backbone
+    from sklearn_clipdet._clip import _backbone
 
     images = [random_array(0)]
     make().transform(images)

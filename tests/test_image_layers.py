@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from sklearn_clipdet import CLIPFeaturizer, load_detector, make_detector, persistence, save_detector
-from sklearn_clipdet._image_layers import resolve_image_layers
+from sklearn_clipdet._clip._image_layers import resolve_image_layers
 from sklearn_clipdet.testing import write_tiny_model
 
 WIDTH, EMBED = 32, 16  # token width and embedding size of the tiny model

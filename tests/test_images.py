@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sklearn_clipdet._images import (
+from sklearn_clipdet._images._reading import (
     DecodeOptions,
     ImageDecodeError,
     content_hash,

@@ -5,7 +5,7 @@ import sys
 import pandas as pd
 import pytest
 
-from sklearn_clipdet._optional import import_optional
+from sklearn_clipdet._utils._optional import import_optional
 from sklearn_clipdet.cli import main
 from sklearn_clipdet.evaluation import plot_robustness
 

@@ -15,7 +15,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 
 from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier, make_detector
-from sklearn_clipdet._backbone import clear_backbone_cache
+from sklearn_clipdet._clip._backbone import clear_backbone_cache
 
 SMALL_CLASSIFIER = dict(hidden_layer_sizes=(32,), batch_size=64, max_epochs=5, lr=1e-2)
 

@@ -6,9 +6,9 @@ import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
-from sklearn_clipdet import _tensor_images
-from sklearn_clipdet._images import decode_image
-from sklearn_clipdet._tensor_images import TensorPreprocess, decode_jpegs, inspect_jpeg
+from sklearn_clipdet._images import _tensors
+from sklearn_clipdet._images._reading import decode_image
+from sklearn_clipdet._images._tensors import TensorPreprocess, decode_jpegs, inspect_jpeg
 
 
 def random_image(seed, size=(40, 24), mode="RGB"):
@@ -84,11 +84,11 @@ def test_decoding_is_split_into_calls_of_bounded_pixels(monkeypatch):
     datas = [jpeg(random_image(seed)) for seed in range(5)]
     headers = [inspect_jpeg(data, None) for data in datas]
     calls = []
-    decode = _tensor_images.decode_jpeg
-    monkeypatch.setattr(_tensor_images, "decode_jpeg",
+    decode = _tensors.decode_jpeg
+    monkeypatch.setattr(_tensors, "decode_jpeg",
                         lambda inputs, **kwargs: calls.append(len(inputs)) or decode(inputs,
                                                                                       **kwargs))
-    monkeypatch.setattr(_tensor_images, "DEVICE_DECODE_CHUNK_PIXELS", 2 * 40 * 24)
+    monkeypatch.setattr(_tensors, "DEVICE_DECODE_CHUNK_PIXELS", 2 * 40 * 24)
     held = []  # full-size images alive at once: those of one call only
     decoded = decode_jpegs(datas, headers, "cpu", then=lambda images: held.append(
         len(images)) or [image.clone() for image in images])

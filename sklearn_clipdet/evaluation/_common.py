@@ -10,9 +10,9 @@ from PIL import Image
 from sklearn.pipeline import Pipeline
 from sklearn.utils import column_or_1d
 
-from .._files import atomic_write
-from .._optional import import_optional
-from .._validation import check_finite_rows
+from .._utils._files import atomic_write
+from .._utils._optional import import_optional
+from .._utils._validation import check_finite_rows
 
 
 def binary_targets(y_true, pos_label=None):
@@ -172,7 +172,7 @@ def new_figure(n_panels, panel_size, *, interactive, **subplot_kw):
 def save_figure(figure, path, *, close):
     """Write ``figure`` to ``path`` (format from the extension, e.g. ".png"); close it if asked.
 
-    The file is written whole or not at all (:func:`~sklearn_clipdet._files.atomic_write`).
+    The file is written whole or not at all (:func:`~sklearn_clipdet._utils._files.atomic_write`).
     """
     image_format = Path(path).suffix.lstrip(".").lower() or None
     atomic_write(path, lambda tmp: figure.savefig(tmp, format=image_format, dpi=120))

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.metrics import auc, average_precision_score, roc_curve
 from sklearn.utils import check_random_state, column_or_1d
 
-from .._validation import check_finite_rows
+from .._utils._validation import check_finite_rows
 from ._common import binary_targets
 
 __all__ = [

@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 
 from .._images import decode_image, load_source, sample_errors
+from .._utils._sklearn_compat import Interval, StrOptions, validate_parameter_constraints
 from ._common import split_images
 
 __all__ = ["CenterCrop", "GaussianBlur", "GaussianNoise", "JPEGCompress", "Resize"]

@@ -4,10 +4,10 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import validate_parameter_constraints
 from skorch.callbacks import Callback
 
-from ._validation import check_finite_rows
+from .._utils._sklearn_compat import validate_parameter_constraints
+from .._utils._validation import check_finite_rows
 
 __all__ = [
     "check_param_name", "check_params", "check_state", "fit_params_error", "float32_rows",

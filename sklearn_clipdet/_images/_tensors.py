@@ -19,13 +19,13 @@ import io
 from typing import NamedTuple
 
 import torch
-from open_clip.transform import center_crop_or_pad
 from PIL import ExifTags
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from ._images import open_limited
+from .._utils._open_clip import center_crop_or_pad
+from ._reading import open_limited
 
 __all__ = [
     "DEVICE_DECODE_CHUNK_PIXELS",

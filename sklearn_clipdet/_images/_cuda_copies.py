@@ -11,7 +11,7 @@ from collections import deque
 
 import torch
 
-__all__ = ["HostCopy", "InFlight", "SideStream", "to_device"]
+__all__ = ["HostCopy", "InFlight", "SideStream", "copy_to_device"]
 
 
 class SideStream:
@@ -45,7 +45,7 @@ class SideStream:
         return tensor
 
 
-def to_device(tensors, device):
+def copy_to_device(tensors, device):
     """Stack CPU tensors of one shape and copy them to the CUDA ``device`` through pinned
     memory, without waiting for the copy."""
     pinned = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype,

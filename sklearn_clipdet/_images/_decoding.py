@@ -24,8 +24,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from ._device import InFlight, SideStream, to_device
-from ._images import (
+from ._cuda_copies import InFlight, SideStream, copy_to_device
+from ._reading import (
     DEFAULT_MAX_IMAGE_PIXELS,
     DecodeOptions,
     ImageDecodeError,
@@ -35,7 +35,7 @@ from ._images import (
     reduce_to_target,
     sample_errors,
 )
-from ._tensor_images import TensorPreprocess, decode_jpegs, encoded_tensor, inspect_jpeg
+from ._tensors import TensorPreprocess, decode_jpegs, encoded_tensor, inspect_jpeg
 
 __all__ = [
     "DECODE_BUDGET",
@@ -139,7 +139,7 @@ class Prepared:
     After :meth:`ImageDecoder.prepare` exactly one of ``vector`` (set by the
     caller from a cache), ``pixels`` (decoded on the CPU), ``encoded`` (a JPEG
     left for the batch decoder, as from
-    :func:`~sklearn_clipdet._tensor_images.encoded_tensor`) and ``error`` is set.
+    :func:`~sklearn_clipdet._images._tensors.encoded_tensor`) and ``error`` is set.
     """
 
     index: int
@@ -224,7 +224,7 @@ class ImageDecoder:
         large images by an integer factor (see
         :func:`~sklearn_clipdet._images.reduce_to_target`) and resizes them as
         tensors; plain JPEGs that decode at full size anyway (their
-        :func:`~sklearn_clipdet._tensor_images.inspect_jpeg` ``header`` given)
+        :func:`~sklearn_clipdet._images._tensors.inspect_jpeg` ``header`` given)
         are decoded straight into a tensor by libjpeg-turbo, the same pixels as
         PIL's, without PIL's copies.
         """
@@ -276,7 +276,7 @@ class ImageDecoder:
         if device.type == "cpu":
             return torch.stack(pixels)
         host = [p for p in pixels if not p.is_cuda]
-        moved = iter(to_device(host, device) if host else [])
+        moved = iter(copy_to_device(host, device) if host else [])
         return torch.stack([p if p.is_cuda else next(moved) for p in pixels])
 
     def _decode_jpegs(self, encoded):

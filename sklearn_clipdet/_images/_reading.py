@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from .exceptions import ImageDecodeError, ImageDecodeWarning
+from ..exceptions import ImageDecodeError, ImageDecodeWarning
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import FeatureCacheError
+from ..exceptions import FeatureCacheError
 
 __all__ = ["FeatureCache", "FeatureCacheError"]
 
@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS features (
 _TIMEOUT_S = 60.0
 _SQL_BATCH = 500  # stays below sqlite's limit on query parameters
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("sklearn_clipdet._cache")  # its name before the move
 
 
 def _checksum(key, data):

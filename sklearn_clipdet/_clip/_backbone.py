@@ -15,10 +15,10 @@ from urllib.parse import urlparse
 import numpy as np
 import open_clip
 import torch
-from open_clip.factory import parse_model_name
-from open_clip.transform import MaybeToTensor
 from torchvision.transforms import Normalize, ToTensor
 
+from .._utils._device import check_device, resolve_device
+from .._utils._open_clip import MaybeToTensor, parse_model_name
 from ._image_layers import encode_image_layers, layer_widths, resolve_image_layers
 from ._sources import WeightsUnavailableError, check_source, open_clip_logs_to_debug, weights_error
 
@@ -35,46 +35,13 @@ __all__ = [
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 _LOW_PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
+logger = logging.getLogger("sklearn_clipdet._backbone")  # its name before the move
+
 # Loaded models, most recently used last. Small, because CLIP models are large;
 # a few entries let the clones made by a grid search share one model.
 _CACHE_SIZE = 4
 _cache = OrderedDict()
 _cache_lock = threading.Lock()
-
-
-def resolve_device(device):
-    """Return a concrete torch device name for ``device`` ("auto" picks CUDA when available)."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(torch.device(device))
-
-
-def check_device(device):
-    """Raise a ValueError unless ``device`` ("auto", "cpu", "cuda", "cuda:N", "mps") exists here.
-
-    The message says what is wrong and what to use instead.
-    """
-    if device == "auto":
-        return
-    choices = "use auto, cpu, cuda, cuda:N or mps"
-    try:
-        kind = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device {device!r} is not a device; {choices}") from None
-    if kind.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            build = " (this torch build has no CUDA support)" if torch.version.cuda is None else ""
-            raise ValueError(f"device {device!r}: no CUDA device on this machine{build}; "
-                             "use cpu")
-        if kind.index is not None and kind.index >= count:
-            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s), "
-                             f"cuda:0 to cuda:{count - 1}")
-    elif kind.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"device {device!r}: MPS is not available here; use cpu")
-    elif kind.type != "cpu":
-        raise ValueError(f"device {device!r} is not supported; {choices}")
 
 
 def _canonical_source(model_name, pretrained):
@@ -374,7 +341,7 @@ def load_backbone(model_name, pretrained, *, device="auto", precision="fp32"):
             _cache.move_to_end(key)
             return _cache[key]
         # Loading under the lock keeps two threads from loading one model twice.
-        logging.getLogger(__name__).info("Loading open_clip model %s (%s)", model_name, pretrained)
+        logger.info("Loading open_clip model %s (%s)", model_name, pretrained)
         backbone = _create(model_name, pretrained, device, precision)
         _cache[key] = backbone
         while len(_cache) > _CACHE_SIZE:

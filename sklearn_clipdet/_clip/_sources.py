@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 
 import open_clip
-from open_clip.factory import parse_model_name
 
-from ._validation import preview
-from .exceptions import WeightsUnavailableError
+from .._utils._open_clip import parse_model_name
+from .._utils._validation import preview
+from ..exceptions import WeightsUnavailableError
 
 __all__ = ["WeightsUnavailableError", "check_source", "open_clip_logs_to_debug", "weights_error"]
 
@@ -31,7 +31,7 @@ _OFFLINE_ADVICE = (
     "offline with HF_HUB_OFFLINE=1."
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("sklearn_clipdet._sources")  # the name the user guide gives
 
 
 def _error(model_name, pretrained, reason, offline_hint=False):
