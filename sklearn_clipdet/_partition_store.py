@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from ._constants import FEATURE_NEUTRAL_PARAMS
 from ._images._reading import describe_input, is_missing
 from ._utils._files import atomic_write
 from ._utils._optional import import_optional
@@ -25,11 +26,10 @@ _TEMP_PATTERN = re.compile(
     r"^\.(part-\d+\.parquet|_failures\.csv|_clipdet_features\.json)\..+\.tmp$"
 )
 _FAILURE_COLUMNS = ["index", "image", "error"]
-# Parameters that cannot change the values of the features.
-_UNRELATED_PARAMS = {
-    "backbone_fingerprint", "batch_size", "cache_dir", "device", "num_workers", "on_error",
-    "verbose",
-}
+# Parameters that cannot change the values of the features. The limits on image size are
+# compared across runs all the same: they decide which images fail, and the folder records
+# the failures.
+_UNRELATED_PARAMS = {name for name, kind in FEATURE_NEUTRAL_PARAMS.items() if kind != "limit"}
 
 
 def _import_pyarrow():

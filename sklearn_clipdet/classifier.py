@@ -20,6 +20,7 @@ from ._classifier._checks import (
 from ._classifier._params import SKORCH_OPTION_CONSTRAINTS, SkorchParamsMixin
 from ._classifier._state import FittedStateMixin
 from ._classifier._training import TrainingInterrupted, seeded
+from ._constants import AUTO_BATCH_STEPS, MAX_AUTO_BATCH, MIN_AUTO_BATCH
 from ._utils._sklearn_compat import Interval, StrOptions
 from .losses import LOSSES, DetectorLoss
 from .modules import DetectorMLP, float64_copy
@@ -534,8 +535,8 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryCl
         if self.batch_size != "auto":
             return self.batch_size
         if not training:
-            return _MAX_AUTO_BATCH  # prediction: the size changes speed only
-        return min(_MAX_AUTO_BATCH, max(_MIN_AUTO_BATCH, n_samples // _AUTO_STEPS))
+            return MAX_AUTO_BATCH  # prediction: the size changes speed only
+        return min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, n_samples // AUTO_BATCH_STEPS))
 
     def train_step_single(self, batch, **fit_params):
         """Forward, loss and backward on one batch.
@@ -623,5 +624,3 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryCl
 
 
 _X_VALIDATION = dict(dtype=(np.float32, np.float64), ensure_all_finite=False)
-# batch_size="auto": n_samples // _AUTO_STEPS rows, clipped to [_MIN_AUTO_BATCH, _MAX_AUTO_BATCH].
-_AUTO_STEPS, _MIN_AUTO_BATCH, _MAX_AUTO_BATCH = 8, 64, 2048

@@ -25,6 +25,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._constants import (
+    AUTO_BATCH_STEPS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FEATURIZER_BATCH_SIZE,
+    DEFAULT_MAX_EPOCHS,
+    DEFAULT_MODEL_NAME,
+    DEFAULT_PRETRAINED,
+    MAX_AUTO_BATCH,
+    MIN_AUTO_BATCH,
+    MODALITIES,
+    ON_ERROR,
+    PERTURBATIONS,
+    PRECISIONS,
+)
 from ._version import __version__
 from .exceptions import CommandError
 
@@ -537,11 +551,12 @@ def _build_parser():
     train.add_argument("--out", required=True, help="detector file to write (.safetensors)")
     _add_model_options(train)
     _add_runtime_options(train)
-    train.add_argument("--epochs", type=_positive_int, default=32,
-                       help="training epochs (default 32)")
-    train.add_argument("--batch-size", type=_training_batch, default="auto",
-                       help="training batch: 'auto' (default: n // 8 rows, 64 to 2048, about "
-                       "8 steps per epoch) or an integer >= 2")
+    train.add_argument("--epochs", type=_positive_int, default=DEFAULT_MAX_EPOCHS,
+                       help=f"training epochs (default {DEFAULT_MAX_EPOCHS})")
+    train.add_argument("--batch-size", type=_training_batch, default=DEFAULT_BATCH_SIZE,
+                       help=f"training batch: 'auto' (default: n // {AUTO_BATCH_STEPS} rows, "
+                       f"{MIN_AUTO_BATCH} to {MAX_AUTO_BATCH}, about {AUTO_BATCH_STEPS} steps "
+                       "per epoch) or an integer >= 2")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.set_defaults(run=_train)
 
@@ -580,8 +595,8 @@ def _build_parser():
         "repeatable; implies --robustness",
     )
     evaluate.add_argument(
-        "--perturbations", type=_perturbation_names, default=_PERTURBATIONS,
-        help=f"comma-separated perturbations for --robustness (default {','.join(_PERTURBATIONS)})",
+        "--perturbations", type=_perturbation_names, default=PERTURBATIONS,
+        help=f"comma-separated perturbations for --robustness (default {','.join(PERTURBATIONS)})",
     )
 
     audit = commands.add_parser(
@@ -601,15 +616,12 @@ def _build_parser():
     return parser
 
 
-_PERTURBATIONS = ("jpeg", "resize", "blur", "noise", "crop")
-
-
 def _perturbation_names(text):
     names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in _PERTURBATIONS]
+    unknown = [name for name in names if name not in PERTURBATIONS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown perturbation(s) {unknown or [text]}; choose from {','.join(_PERTURBATIONS)}"
+            f"unknown perturbation(s) {unknown or [text]}; choose from {','.join(PERTURBATIONS)}"
         )
     return names
 
@@ -659,30 +671,31 @@ def _training_batch(text):
 
 def _add_model_options(command):
     command.add_argument(
-        "--model", default="ViT-L-14",
-        help="open_clip architecture (default ViT-L-14), hf-hub:ORG/REPO, or local-dir:FOLDER "
-        "for a model on disk (open_clip_config.json and weights)",
+        "--model", default=DEFAULT_MODEL_NAME,
+        help=f"open_clip architecture (default {DEFAULT_MODEL_NAME}), hf-hub:ORG/REPO, or "
+        "local-dir:FOLDER for a model on disk (open_clip_config.json and weights)",
     )
     command.add_argument(
-        "--pretrained", default="openai",
-        help="pretrained tag of the architecture, downloaded on first use (default openai), "
+        "--pretrained", default=DEFAULT_PRETRAINED,
+        help="pretrained tag of the architecture, downloaded on first use (default "
+        f"{DEFAULT_PRETRAINED}), "
         "or a checkpoint FILE",
     )
     command.add_argument(
-        "--modalities", default="auto", choices=["auto", "image+text", "image", "text"],
+        "--modalities", default="auto", choices=["auto", *MODALITIES],
         help="auto: image+text when the data has captions, else image",
     )
     command.add_argument("--default-text", help="caption for images without one")
     command.add_argument(
-        "--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"],
+        "--precision", default=PRECISIONS[0], choices=list(PRECISIONS),
         help="numeric precision of the CLIP model: fp32 (default); fp16 or bf16, GPU only "
         "(half-size weights); int8, CPU only (quantised linear layers); the features of the "
         "last three differ slightly from fp32",
     )
     command.add_argument(
-        "--featurizer-batch-size", type=_positive_int, default=32,
-        help="images per CLIP forward pass (default 32); larger batches use a GPU better "
-        "and need more memory",
+        "--featurizer-batch-size", type=_positive_int, default=DEFAULT_FEATURIZER_BATCH_SIZE,
+        help=f"images per CLIP forward pass (default {DEFAULT_FEATURIZER_BATCH_SIZE}); larger "
+        "batches use a GPU better and need more memory",
     )
 
 
@@ -701,7 +714,7 @@ def _add_runtime_options(command):
                          help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps")
     command.add_argument("--cache-dir", help="on-disk feature cache folder")
     command.add_argument(
-        "--on-error", default="raise", choices=["raise", "nan"],
+        "--on-error", default=ON_ERROR[0], choices=list(ON_ERROR),
         help="unreadable images and CSV rows without an image: stop with an error (raise, "
         "the default) or give them NaN features and an empty score (nan)",
     )

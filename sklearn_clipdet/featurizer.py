@@ -16,9 +16,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._clip._backbone import PRECISIONS, load_backbone
+from ._clip._backbone import load_backbone
 from ._clip._cache import FeatureCache
 from ._clip._image_layers import LAYER_OUTPUTS, layer_names
+from ._constants import MODALITIES, ON_ERROR, PRECISIONS
 from ._images._cuda_copies import InFlight
 from ._images._decoding import (
     BatchRunner,
@@ -45,8 +46,6 @@ from ._utils._validation import preview
 
 __all__ = ["CLIPFeaturizer"]
 
-_MODALITIES = ("image+text", "image", "text")
-_ON_ERROR = ("raise", "nan")
 _VIEWS = ("resize", "tiles", "resize+tiles")
 _CACHE_FORMAT = 2  # bump when the meaning of stored vectors changes
 _GPU_TEXT_BATCH = 1024  # captions per forward pass on a GPU, at least
@@ -221,7 +220,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
     _parameter_constraints = {
         "model_name": [str],
         "pretrained": [str, os.PathLike, None],
-        "modalities": [StrOptions(set(_MODALITIES))],
+        "modalities": [StrOptions(set(MODALITIES))],
         "image_layers": [StrOptions({"auto", "final"}), numbers.Integral, list, tuple],
         "views": [StrOptions(set(_VIEWS))],
         "n_tiles": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -233,7 +232,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         "precision": [StrOptions(set(PRECISIONS))],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "normalize": ["boolean"],
-        "on_error": [StrOptions(set(_ON_ERROR))],
+        "on_error": [StrOptions(set(ON_ERROR))],
         "max_image_pixels": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "max_image_bytes": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "draft_decode": ["boolean"],
@@ -515,6 +514,8 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         return layers, backbone.image_widths(layers, self.layer_output)
 
     def _cache_prefix(self, kind, backbone, decoder=None):
+        # What changes a stored vector; never a FEATURE_NEUTRAL_PARAMS setting, nor normalize
+        # or modalities (applied to the vectors after the cache).
         settings = {"format": _CACHE_FORMAT, "kind": kind, "backbone": backbone.fingerprint}
         if decoder is not None:
             settings["decoding"] = decoder.settings()

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from ._constants import FEATURE_NEUTRAL_PARAMS
 from ._utils._device import check_device, resolve_device
 from ._utils._files import atomic_write
 from ._version import __version__
@@ -36,7 +37,12 @@ FORMAT_VERSION = 2  # 2: sklearn-clipdet 0.2 (new parameters; run-time settings 
 _HEADER_KEY = "sklearn_clipdet"
 # Featurizer settings a file neither stores nor sets: where to cache, how many threads,
 # which safety limits on image size apply are the loading user's choice.
-_CALLERS_SETTINGS = ("cache_dir", "num_workers", "max_image_pixels", "max_image_bytes", "verbose")
+# The featurizer settings a file leaves to the loading user: the machine's resources and
+# output, and the limits on the images it reads. batch_size and device do not change
+# features either, but are stored (the loader may replace them).
+_CALLERS_SETTINGS = tuple(
+    name for name, kind in FEATURE_NEUTRAL_PARAMS.items() if kind in ("machine", "limit")
+)
 _MODULE_PREFIX = "classifier.module."
 
 

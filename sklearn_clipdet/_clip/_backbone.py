@@ -17,6 +17,7 @@ import open_clip
 import torch
 from torchvision.transforms import Normalize, ToTensor
 
+from .._constants import PRECISIONS
 from .._utils._device import check_device, resolve_device
 from .._utils._open_clip import MaybeToTensor, parse_model_name
 from ._image_layers import encode_image_layers, layer_widths, resolve_image_layers
@@ -32,7 +33,6 @@ __all__ = [
     "resolve_device",
 ]
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 _LOW_PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 logger = logging.getLogger("sklearn_clipdet._backbone")  # its name before the move
