@@ -14,8 +14,8 @@ SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_images"
 
 
 def add_backbone_options(parser):
-    """``--model`` and ``--pretrained``, by default the paper's OpenAI ViT-L/14."""
-    parser.add_argument("--model", default="ViT-L-14", help="open_clip model or local-dir:FOLDER")
+    """``--model`` and ``--pretrained``, by default the library's OpenAI ViT-B/16."""
+    parser.add_argument("--model", default="ViT-B-16", help="open_clip model or local-dir:FOLDER")
     parser.add_argument("--pretrained", default="openai", help="pretrained tag or checkpoint")
 
 

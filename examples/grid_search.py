@@ -6,7 +6,7 @@ search folds that each hold out one generator (and a share of the real images); 
 candidate is scored by its ROC AUC on the held-out generators. The chosen model is then
 reported generator by generator with ``cross_generator_report``.
 
-Needs the OpenAI ViT-L/14 weights, downloaded on first use; offline, pass
+Needs the OpenAI ViT-B/16 weights, downloaded on first use; offline, pass
 ``--model local-dir:FOLDER`` (for instance the real ViT-B/16 image tower that
 ``../shared/tools/real-clip-weights.sh`` builds). The feature cache encodes every image
 once per image-layer setting, however many folds and candidates the search runs.

@@ -1,6 +1,6 @@
 """Cross-validated ROC curve of the detector, saved as a PNG.
 
-Needs the OpenAI ViT-L/14 weights (downloaded on first use; offline, pass
+Needs the OpenAI ViT-B/16 weights (downloaded on first use; offline, pass
 ``--model local-dir:FOLDER``) and matplotlib (``pip install "sklearn-clipdet[plot]"``).
 
     python examples/plot_roc.py                            # the repository's sample_images/

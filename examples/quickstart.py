@@ -1,6 +1,6 @@
 """Train a detector on labelled images, then score held-out images.
 
-Needs the OpenAI ViT-L/14 weights, downloaded on first use; offline, pass
+Needs the OpenAI ViT-B/16 weights, downloaded on first use; offline, pass
 ``--model local-dir:FOLDER`` (for instance the tiny random model of the README's
 "Offline use" section, whose scores mean nothing).
 

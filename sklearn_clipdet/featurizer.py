@@ -40,7 +40,7 @@ from ._images._reading import (
     load_source,
     sample_errors,
 )
-from ._tile_view import TileView
+from ._images._tile_view import TileView
 from ._utils._sklearn_compat import Interval, StrOptions
 from ._utils._validation import preview
 
@@ -62,7 +62,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    model_name : str, default="ViT-L-14"
+    model_name : str, default="ViT-B-16"
         An open_clip architecture ("ViT-B-32", "ViT-L-14", ...), or a source
         with its own weights: ``"hf-hub:org/repo"`` or
         ``"local-dir:/path/to/folder"`` (a folder with ``open_clip_config.json``
@@ -244,7 +244,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        model_name="ViT-L-14",
+        model_name="ViT-B-16",
         pretrained="openai",
         *,
         modalities="image+text",

@@ -15,7 +15,7 @@ _PAPER_FEATURES = {"image_layers": "final", "normalize": False}
     {"recipe": [StrOptions({"default", "paper"})]}, prefer_skip_nested_validation=True
 )
 def make_detector(
-    model_name="ViT-L-14",
+    model_name="ViT-B-16",
     pretrained="openai",
     *,
     modalities="image+text",
@@ -39,8 +39,12 @@ def make_detector(
 
     Parameters
     ----------
-    model_name : str, default="ViT-L-14"
+    model_name : str, default="ViT-B-16"
         open_clip architecture or ``"hf-hub:"`` / ``"local-dir:"`` source.
+        OpenAI's ViT-B/16 is the backbone whose real features chose the
+        defaults and trained the shipped detector
+        (:mod:`sklearn_clipdet.pretrained`); the paper used ViT-L/14
+        (``"ViT-L-14"``), never measured on this project.
     pretrained : str or None, default="openai"
         Pretrained tag or local checkpoint file, see :class:`CLIPFeaturizer`.
     modalities : {"image+text", "image", "text"}, default="image+text"

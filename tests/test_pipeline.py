@@ -32,7 +32,7 @@ def test_make_detector_defaults_follow_the_paper():
     assert isinstance(detector, Pipeline)
     assert [name for name, _ in detector.steps] == ["clipfeaturizer", "robustmlpclassifier"]
     featurizer, classifier = detector[0], detector[1]
-    assert (featurizer.model_name, featurizer.pretrained) == ("ViT-L-14", "openai")
+    assert (featurizer.model_name, featurizer.pretrained) == ("ViT-B-16", "openai")
     assert featurizer.modalities == "image+text"
     assert classifier.get_params(deep=False) == RobustMLPClassifier(
         device=classifier.device

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from sklearn_clipdet import CLIPFeaturizer
-from sklearn_clipdet._tiles import choose_tiles, entropy_bits, grid_cells, native_tiles
+from sklearn_clipdet._images._tiles import choose_tiles, entropy_bits, grid_cells, native_tiles
 from sklearn_clipdet.exceptions import ImageDecodeError
 
 

@@ -19,8 +19,8 @@ computed here and those files agree:
 import numpy as np
 from PIL import Image
 
-from ._images import DecodeOptions, load_rgb, open_image
-from ._images._decoding import DECODE_BUDGET
+from ._decoding import DECODE_BUDGET
+from ._reading import DecodeOptions, load_rgb, open_image
 
 __all__ = ["TILE_RULE", "choose_tiles", "decode_tiles", "grid_cells", "native_tiles"]
 

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ._images import ImageDecodeError, content_hash, load_source, sample_errors
-from ._images._decoding import ordered_map
+from ._decoding import ordered_map
+from ._reading import ImageDecodeError, content_hash, load_source, sample_errors
 from ._tiles import TILE_RULE, decode_tiles
 
 __all__ = ["TileView"]
