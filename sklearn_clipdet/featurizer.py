@@ -11,7 +11,6 @@ from collections.abc import Hashable
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 from ._clip._backbone import load_backbone
 from ._clip._cache import FeatureCache
 from ._clip._image_layers import LAYER_OUTPUTS, layer_names
+from ._clip._inputs import fill_missing_texts, split_input
 from ._constants import MODALITIES, ON_ERROR, PRECISIONS
 from ._images._cuda_copies import InFlight
 from ._images._decoding import (
@@ -36,7 +36,6 @@ from ._images._reading import (
     ImageDecodeWarning,
     content_hash,
     describe_input,
-    is_missing,
     load_source,
     sample_errors,
 )
@@ -310,7 +309,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         if X is not None:
-            self._split_input(X)
+            split_input(self, X)
         self.modalities_ = tuple(self.modalities.split("+"))
         self.failed_indices_ = np.array([], dtype=np.intp)
         self.failures_ = []
@@ -334,12 +333,12 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         self._validate_params()
-        images, texts = self._split_input(X)
+        images, texts = split_input(self, X)
         n_samples = len(X) if isinstance(X, pd.DataFrame) else len(
             images if images is not None else texts
         )
         if "text" in self.modalities_:
-            texts = self._fill_missing_texts(texts, n_samples)
+            texts = fill_missing_texts(self, texts, n_samples)
         backbone = self.load_backbone()
         if self.backbone_fingerprint not in (None, backbone.fingerprint):
             warnings.warn(
@@ -414,77 +413,6 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         if not self.model_name:
             raise ValueError("model_name must be a non-empty str.")
 
-    def _split_input(self, X):
-        """Return ``(images, texts)``: sequences, or None for a modality not given."""
-        wants_image = "image" in self.modalities
-        wants_text = "text" in self.modalities
-        if isinstance(X, pd.DataFrame):
-            images = texts = None
-            if wants_image:
-                if self.image_column not in X.columns:
-                    raise ValueError(
-                        f"X has no column {self.image_column!r} (columns: {list(X.columns)}); "
-                        "set image_column."
-                    )
-                images = X[self.image_column].tolist()
-            if wants_text:
-                if self.text_column in X.columns:
-                    texts = X[self.text_column].tolist()
-                elif self.default_text is None:
-                    raise ValueError(
-                        f"X has no column {self.text_column!r} (columns: {list(X.columns)}); "
-                        "set text_column, default_text, or modalities='image'."
-                    )
-            return images, texts
-        if isinstance(X, (str, bytes, os.PathLike, Image.Image)) or not hasattr(X, "__len__"):
-            raise TypeError(
-                "X must be a DataFrame or a sequence of samples (wrap a single image or text "
-                f"in a list), got {type(X).__name__}."
-            )
-        if isinstance(X, np.ndarray) and X.dtype != object:
-            if X.dtype == np.uint8 and X.ndim == 4:
-                X = list(X)  # a stack of (H, W, C) images
-            elif X.ndim != 1:
-                raise ValueError(
-                    f"A numeric array X must be a (n, H, W, C) uint8 stack of images, got dtype "
-                    f"{X.dtype} and shape {X.shape}; pass a list of arrays instead."
-                )
-        samples = X.tolist() if isinstance(X, (pd.Series, pd.Index)) else X
-        if self.modalities == "text":
-            return None, samples
-        if wants_text and self.default_text is None:
-            raise ValueError(
-                "X is a plain sequence, so it has no captions, but modalities="
-                f"{self.modalities!r} asks for text; pass a DataFrame with a "
-                f"{self.text_column!r} column, set default_text, or use modalities='image'."
-            )
-        return samples, None
-
-    def _fill_missing_texts(self, texts, n_samples):
-        texts = [None] * n_samples if texts is None else list(texts)
-        missing = []
-        for i, text in enumerate(texts):
-            if is_missing(text) or (isinstance(text, str) and not text.strip()):
-                missing.append(i)
-            elif not isinstance(text, str):
-                raise TypeError(f"The text of sample {i} must be a str, got {type(text).__name__}.")
-        if not missing:
-            return texts
-        if self.default_text is None:
-            raise ValueError(
-                f"{len(missing)} of {n_samples} samples have no text (rows {preview(missing)}); "
-                "set default_text to caption them, or use modalities='image'."
-            )
-        warnings.warn(
-            f"default_text {self.default_text!r} used for {len(missing)} of {n_samples} samples "
-            "without text.",
-            UserWarning,
-            stacklevel=4,
-        )
-        for i in missing:
-            texts[i] = self.default_text
-        return texts
-
     # --- model and cache ---------------------------------------------------------------------
 
     def load_backbone(self):
@@ -541,11 +469,6 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         """
         layers = backbone.image_layers(self.image_layers)
         return backbone.encode_image(pixels, layers, self.layer_output)
-
-    def _encode_texts(self, backbone, tokens):
-        """Raw (not normalised) text embeddings (n, d) of a (n, L) token batch, float32 tensor
-        on the model's device."""
-        return backbone.encode_text(tokens)
 
     def _finish(self, block, widths=None):
         """``block``, each embedding (of ``widths`` columns each, default all) L2-normalised
@@ -702,7 +625,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         for start in tqdm(starts, desc="CLIP texts", unit="batch",
                           disable=self.verbose <= 0 or not todo):
             chunk = todo[start:start + batch_size]
-            in_flight.add(chunk, self._encode_texts(backbone, backbone.tokenizer(chunk)))
+            in_flight.add(chunk, backbone.encode_text(backbone.tokenizer(chunk)))
             deliver(wait=False)
         deliver(wait=True)
         features = np.empty((len(texts), backbone.text_dim), dtype=np.float32)

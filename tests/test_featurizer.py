@@ -16,7 +16,11 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 
 from sklearn_clipdet import CLIPFeaturizer
-from sklearn_clipdet._clip._backbone import WeightsUnavailableError, clear_backbone_cache
+from sklearn_clipdet._clip._backbone import (
+    Backbone,
+    WeightsUnavailableError,
+    clear_backbone_cache,
+)
 from sklearn_clipdet._images._reading import ImageDecodeError, ImageDecodeWarning
 from sklearn_clipdet.testing import write_tiny_model
 
@@ -79,18 +83,18 @@ def reference(tiny_model_name):
 def count_encoded(monkeypatch):
     """Count the images and texts that go through the model's forward passes."""
     counts = {"images": 0, "texts": 0}
-    encode_images, encode_texts = CLIPFeaturizer._encode_images, CLIPFeaturizer._encode_texts
+    encode_images, encode_texts = CLIPFeaturizer._encode_images, Backbone.encode_text
 
     def images(self, backbone, pixels):
         counts["images"] += len(pixels)
         return encode_images(self, backbone, pixels)
 
-    def texts(self, backbone, tokens):
+    def texts(backbone, tokens):
         counts["texts"] += len(tokens)
-        return encode_texts(self, backbone, tokens)
+        return encode_texts(backbone, tokens)
 
     monkeypatch.setattr(CLIPFeaturizer, "_encode_images", images)
-    monkeypatch.setattr(CLIPFeaturizer, "_encode_texts", texts)
+    monkeypatch.setattr(Backbone, "encode_text", texts)
     return counts
 
 
