@@ -15,6 +15,7 @@ _EXPORTS = {
     "PAPER_RECIPE": ".classifier",
     "RobustMLPClassifier": ".classifier",
     "load_detector": ".persistence",
+    "load_image_csv": ".datasets",
     "load_image_folder": ".datasets",
     "make_detector": ".pipeline",
     "save_detector": ".persistence",

@@ -1,7 +1,8 @@
 """Load labelled real and generated images as DataFrames for the detector.
 
-Both loaders return a :class:`pandas.DataFrame` with one row per image and the
-columns
+:func:`load_image_csv` reads a CSV manifest of images (paths, captions, labels) as
+it is. The folder and D3 loaders return a :class:`pandas.DataFrame` with one row
+per image and the columns
 
 - ``image``: what :class:`~sklearn_clipdet.CLIPFeaturizer` reads (a file path
   for :func:`load_image_folder`, encoded bytes for :func:`load_d3`);
@@ -30,17 +31,20 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from PIL import Image
 
+from ._manifests import load_image_csv
 from ._utils._validation import preview
-from .exceptions import NoClassFolderError
+from .exceptions import ManifestRowError, NoClassFolderError
 
 __all__ = [
     "D3_DATASET_ID",
     "FAKE_FOLDER_NAMES",
     "IMAGE_EXTENSIONS",
     "REAL_FOLDER_NAMES",
+    "ManifestRowError",
     "NoClassFolderError",
     "list_images",
     "load_d3",
+    "load_image_csv",
     "load_image_folder",
 ]
 

@@ -11,6 +11,7 @@ __all__ = [
     "FeatureCacheError",
     "ImageDecodeError",
     "ImageDecodeWarning",
+    "ManifestRowError",
     "NoClassFolderError",
     "ShortcutWarning",
     "WeightsUnavailableError",
@@ -96,6 +97,47 @@ class NoClassFolderError(ValueError):
     def __init__(self, message, images=()):
         super().__init__(message)
         self.images = list(images)
+
+
+class ManifestRowError(ValueError):
+    """Rows of a CSV manifest of images that cannot be used as they are.
+
+    The message names the file, the problem and the rows by their line in the
+    file (the header is line 1).
+
+    Attributes
+    ----------
+    path : str
+        The CSV file.
+    rows : list of int
+        Positions of the rows at fault among the data rows (0 for the first).
+    lines : list of int
+        Their line numbers in the file: ``row + 2``.
+    problem : str
+        What is wrong with them, e.g. "have no image".
+    advice : str
+        How to fix them in the file, e.g. "fill them in".
+    lenient : bool
+        True when ``on_error="nan"`` would accept these rows, as unreadable images.
+    """
+
+    def __init__(self, path, rows, problem, advice, lenient=False):
+        self.path = str(path)
+        self.rows = [int(row) for row in rows]
+        self.problem = problem
+        self.advice = advice
+        self.lenient = lenient
+        shown = ", ".join(map(str, self.lines[:10])) + (", ..." if len(self.lines) > 10 else "")
+        leniency = " or pass on_error='nan' to read them as unreadable images" if lenient else ""
+        super().__init__(f"{self.path}: {len(self.rows)} row(s) {problem}: lines [{shown}]; "
+                         f"{advice}{leniency}")
+
+    @property
+    def lines(self):
+        return [row + 2 for row in self.rows]
+
+    def __reduce__(self):
+        return type(self), (self.path, self.rows, self.problem, self.advice, self.lenient)
 
 
 class ShortcutWarning(UserWarning):

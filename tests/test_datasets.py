@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sklearn_clipdet.datasets import list_images, load_d3, load_image_folder
+from sklearn_clipdet.datasets import (
+    ManifestRowError,
+    list_images,
+    load_d3,
+    load_image_csv,
+    load_image_folder,
+)
 
 
 def write_image(path, color=(255, 0, 0), size=(4, 4)):
@@ -32,6 +38,61 @@ def png_bytes(color, size=(4, 4)):
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# --- CSV manifests ---------------------------------------------------------------------------
+
+
+def test_csv_manifest_resolves_paths_and_keeps_its_columns(tmp_path):
+    write_image(tmp_path / "img" / "a.png")
+    absolute = write_image(tmp_path / "elsewhere" / "b.png")
+    csv = tmp_path / "data.csv"
+    csv.write_text(f"image,text,label,group\nimg/a.png,NA,1,x\n{absolute},,0,y\n")
+    frame = load_image_csv(csv)
+    assert frame["image"].tolist() == [str(tmp_path / "img" / "a.png"), str(absolute)]
+    assert frame["text"].tolist() == ["NA", None]  # only empty cells are missing
+    assert frame["label"].tolist() == [1, 0] and frame["group"].tolist() == ["x", "y"]
+
+
+def test_csv_manifest_names_the_lines_of_bad_rows(tmp_path):
+    write_image(tmp_path / "a.png")
+    csv = tmp_path / "data.csv"
+    csv.write_text("image,label\na.png,0\n,1\nmissing.png,0\n  ,1\n")
+    with pytest.raises(ManifestRowError, match=r"2 row\(s\) have no image: lines \[3, 5\]; "
+                                               r"fill them in or pass on_error='nan'") as info:
+        load_image_csv(csv)
+    assert info.value.rows == [1, 3] and info.value.lines == [3, 5] and info.value.lenient
+    csv.write_text("image\na.png\nmissing.png\n")
+    with pytest.raises(ManifestRowError, match=r"name images that do not exist .*lines \[3\]"):
+        load_image_csv(csv)
+    # Leniently, the rows stay for a featurizer with on_error="nan" to mark as unreadable.
+    csv.write_text("image,label\na.png,0\n,1\nmissing.png,0\n")
+    frame = load_image_csv(csv, on_error="nan")
+    assert frame["image"].tolist() == [str(tmp_path / "a.png"), None,
+                                       str(tmp_path / "missing.png")]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", r"data\.csv is empty"),
+    ("image,label\n", r"data\.csv has a header but no rows"),
+    ("file,label\na.png,1\n", r"data\.csv has no 'image' column \(columns: \['file', 'label'\]\)"),
+])
+def test_csv_manifest_errors(tmp_path, content, message):
+    csv = tmp_path / "data.csv"
+    csv.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_image_csv(csv)
+    with pytest.raises(FileNotFoundError):
+        load_image_csv(tmp_path / "absent.csv")
+    with pytest.raises(ValueError, match="on_error"):
+        load_image_csv(csv, on_error="skip")
+
+
+def test_manifest_row_error_pickles():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(ManifestRowError("d.csv", [0], "have no image", "fix")))
+    assert str(error) == "d.csv: 1 row(s) have no image: lines [2]; fix"
 
 
 # --- image folders: layouts ------------------------------------------------------------------

@@ -11,7 +11,8 @@
   sources (leave one source out), and what training on each source does to the others;
 - :func:`audit_shortcuts`: whether trivial properties (size, file format,
   captions, ...) separate the classes of a data set;
-- :func:`plot_loss_landscape`: loss surfaces around the trained weights.
+- :func:`plot_loss_landscape`: loss surfaces around the trained weights;
+- :func:`score_images`: a detector's scores of every image, NaN for those it could not read.
 """
 
 from .audit import ShortcutWarning, audit_shortcuts, estimate_jpeg_quality, image_properties
@@ -27,6 +28,7 @@ from .metrics import (
 )
 from .perturbations import CenterCrop, GaussianBlur, GaussianNoise, JPEGCompress, Resize
 from .robustness import default_perturbations, plot_robustness, robustness_report
+from .scoring import score_images
 from .splitters import LeaveOneGeneratorOut
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "plot_loss_landscape",
     "plot_robustness",
     "robustness_report",
+    "score_images",
     "source_effects",
     "tpr_at_fpr",
 ]
