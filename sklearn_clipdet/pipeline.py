@@ -9,6 +9,9 @@ from .featurizer import CLIPFeaturizer
 
 # The reference code's features: the final image (and text) embeddings, not normalised.
 _PAPER_FEATURES = {"image_layers": "final", "normalize": False}
+# Measured by leaving one source out (benchmarks/bench_wild.py): native-resolution tiles
+# beside the resized picture.
+_DEFAULT_FEATURES = {"views": "resize+tiles"}
 
 
 @validate_params(
@@ -51,10 +54,12 @@ def make_detector(
         Which embeddings the classifier sees. Use "image" for images without
         captions (and to check that captions do not leak the label).
     recipe : {"default", "paper"}, default="default"
-        ``"default"``: the steps' defaults, chosen by measurement on real CLIP
-        features for detecting generators not seen in training (the class
-        token of an intermediate image block, standardised inputs, training
-        sized to the data; see the README's results). ``"paper"``: the
+        ``"default"``: settings chosen by leaving one source out on real
+        CLIP features, for detecting generators not seen in training: the
+        steps' defaults (the class tokens of three intermediate image blocks,
+        standardised inputs, training sized to the data) and the
+        featurizer's ``views="resize+tiles"`` (native-resolution tiles beside
+        the resized picture; see the user guide's "Defaults, measured"). ``"paper"``: the
         reference code's exact recipe, the final image (and text) embeddings
         without normalisation and the classifier's
         :data:`~sklearn_clipdet.PAPER_RECIPE` (batch 2048, 32 epochs, a cosine
@@ -94,7 +99,7 @@ def make_detector(
     paper = recipe == "paper"
     featurizer = CLIPFeaturizer(
         **{
-            **(_PAPER_FEATURES if paper else {}),
+            **(_PAPER_FEATURES if paper else _DEFAULT_FEATURES),
             "model_name": model_name,
             "pretrained": pretrained,
             "modalities": modalities,

@@ -380,7 +380,7 @@ def test_oversized_network_is_refused_before_it_is_built(saved, load, monkeypatc
 
     monkeypatch.setattr(RobustMLPClassifier, "initialize", never)
     _craft(saved, edit_header=_set_param("hidden_layer_sizes", [30000, 30000]))
-    assert saved.stat().st_size < 8192
+    assert saved.stat().st_size < 16384  # a small file that claims a huge network
     with pytest.raises(DetectorFileError, match="unexpected shape"):
         load(saved)
 
