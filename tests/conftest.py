@@ -110,3 +110,34 @@ def string_label_detector(tiny_model_name, tmp_path, monkeypatch):
         return data, detector, model_file
 
     return fit
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory):
+    """A tiny detector in the shipped format (``sklearn_clipdet.pretrained``): detector file
+    plus probe features, on a tiny random model with two image blocks.
+
+    A dict: ``model`` (its ``local-dir:``), ``path`` (the detector file), the fitted
+    ``detector``, the training ``images`` and ``labels``, and the ``folder`` holding them.
+    """
+    from sklearn.pipeline import Pipeline
+
+    from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier, save_detector
+    from sklearn_clipdet.pretrained import save_probes
+
+    folder = tmp_path_factory.mktemp("pretrained")
+    model = write_tiny_model(folder / "model", vision_layers=2)
+    images = sorted(str(p) for p in (SAMPLE_DIR / "train").rglob("*.*"))
+    labels = np.array([int(Path(p).parent.name == "ai") for p in images])
+    assert 0 < labels.sum() < len(labels)
+    views = {"modalities": "image", "views": "resize+tiles", "n_tiles": 4, "num_workers": 0}
+    detector = Pipeline([
+        ("clipfeaturizer", CLIPFeaturizer(model, None, **views)),
+        ("robustmlpclassifier", RobustMLPClassifier(hidden_layer_sizes=(), max_epochs=3,
+                                                    random_state=0)),
+    ]).fit(images, labels)
+    path = folder / "tiny.safetensors"
+    save_detector(detector, path)
+    save_probes(detector, path)
+    return {"model": model, "path": path, "detector": detector, "images": images,
+            "labels": labels, "folder": folder}

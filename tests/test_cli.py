@@ -15,7 +15,8 @@ from PIL import Image
 
 from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier
 from sklearn_clipdet._clip._backbone import clear_backbone_cache
-from sklearn_clipdet.cli import _build_parser, main
+from sklearn_clipdet.cli import main
+from sklearn_clipdet.cli._entrypoint import build_parser
 from sklearn_clipdet.testing import write_tiny_model
 
 FAST = ["--epochs", "1", "--batch-size", "64", "--quiet"]
@@ -102,6 +103,14 @@ def test_train_sizes_its_batches_to_the_data_unless_told(small_folder, tmp_path,
     assert main(["train", str(small_folder), "--out", str(out), "--model", tiny_model_name,
                  "--epochs", "1", "--quiet"]) == 0
     assert load_detector(out, model_name=tiny_model_name)[-1].batch_size == "auto"
+
+
+def test_options_may_sit_between_the_detector_file_and_the_data(trained, small_folder,
+                                                                tmp_path, tiny_model_name):
+    out = tmp_path / "scores.csv"
+    assert main(["predict", str(trained), "--model", tiny_model_name, "--quiet",
+                 str(small_folder), "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 12
 
 
 def test_predict_scores_a_folder_without_class_folders(trained, tmp_path, tiny_model_name):
@@ -249,6 +258,43 @@ def test_train_errors_are_one_line_and_found_before_the_work(case, message, smal
     assert status == 1
     assert re.search(message, one_line_error(capsys, "train"))
     assert not out.is_file()
+
+
+@pytest.mark.parametrize("modalities, message", [
+    ([], r"data\.csv: 1 row\(s\) have no caption \(text\): lines \[3\]; fill them in, pass "
+         r"--default-text TEXT to caption them, or --modalities image$"),
+    (["--modalities", "text"], r"1 row\(s\) have no caption \(text\): lines \[3\]"),
+])
+def test_missing_captions_are_named_by_line_before_the_work(modalities, message, small_folder,
+                                                            tmp_path, capsys, no_work):
+    images = sorted(str(p) for p in small_folder.rglob("*.jpg"))[:4]
+    csv = tmp_path / "data.csv"
+    pd.DataFrame({"image": images, "text": ["a cat", "", "a dog", "a car"],
+                  "label": [0, 1, 0, 1]}).to_csv(csv, index=False)
+    out = tmp_path / "d.safetensors"
+    assert main(["train", str(csv), "--out", str(out), "--model", "ViT-L-14", *modalities]) == 1
+    assert re.search(message, one_line_error(capsys, "train"))
+    # A folder has no captions: asking for them is named as such.
+    assert main(["featurize", str(small_folder), "--out", str(tmp_path / "f.csv"),
+                 "--modalities", "image+text"]) == 1
+    err = one_line_error(capsys, "featurize")
+    assert "12 of 12 images have no caption (--modalities image+text); pass --default-text" in err
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precision_on_a_cpu_is_refused_before_reading_the_data(precision, tmp_path, capsys,
+                                                                    monkeypatch, no_work):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    status = main(["train", str(tmp_path / "not-read"), "--out", str(tmp_path / "d"),
+                   "--precision", precision])
+    assert status == 1
+    assert one_line_error(capsys, "train") == (
+        f"clipdet train: error: --precision {precision} needs a CUDA device (no CUDA device on "
+        "this machine); use --precision fp32 or int8 on a CPU")
+    assert main(["featurize", str(tmp_path / "not-read"), "--out", str(tmp_path / "f.csv"),
+                 "--precision", precision, "--device", "cpu"]) == 1
+    assert f"--precision {precision} needs a CUDA device (--device cpu)" in one_line_error(
+        capsys, "featurize")
 
 
 def test_evaluate_checks_the_labels_before_loading_the_detector(tmp_path, capsys, no_work):
@@ -435,7 +481,7 @@ def test_help_runs_as_a_module():
 
 
 def test_every_option_has_help(capsys):
-    parser = _build_parser()
+    parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, command in commands.choices.items():
         assert [action.dest for action in command._actions if not action.help] == [], name
