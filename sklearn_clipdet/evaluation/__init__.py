@@ -9,6 +9,8 @@
   unseen generators, as a report and as a cross-validator for model selection;
 - :func:`cross_source_report` and :func:`source_effects`: generalisation to unseen
   sources (leave one source out), and what training on each source does to the others;
+- :func:`tile_scores` and :func:`plot_tile_scores`: a score for every native-resolution
+  cell of an image, and its map;
 - :func:`audit_shortcuts`: whether trivial properties (size, file format,
   captions, ...) separate the classes of a data set;
 - :func:`plot_loss_landscape`: loss surfaces around the trained weights;
@@ -18,6 +20,7 @@
 from .audit import ShortcutWarning, audit_shortcuts, estimate_jpeg_quality, image_properties
 from .cross_generator import cross_generator_report
 from .cross_source import cross_source_report, source_effects
+from .explain import plot_tile_scores, tile_scores
 from .landscape import LossLandscape, loss_landscape, plot_loss_landscape
 from .metrics import (
     accuracy_at_threshold,
@@ -53,8 +56,10 @@ __all__ = [
     "loss_landscape",
     "plot_loss_landscape",
     "plot_robustness",
+    "plot_tile_scores",
     "robustness_report",
     "score_images",
     "source_effects",
+    "tile_scores",
     "tpr_at_fpr",
 ]
