@@ -16,7 +16,9 @@ Prints measured numbers only:
 5. text: captions/s of the text tower, tokenisation included;
 6. int8: precision="int8" vs "fp32" (CPU only);
 7. rss: peak RSS featurizing many image paths vs few (streaming, CPU);
-8. cache: second transform vs first with cache_dir.
+8. cache: second transform vs first with cache_dir;
+9. views: images/s of make_detector's default features (blocks at 1/2, 2/3 and 5/6 of the
+   depth, views="resize+tiles") against the 0.2 default (one block, views="resize").
 
 Weights are random (``pretrained=None``): speed does not depend on them. Run from the
 repository root::
@@ -49,7 +51,7 @@ from sklearn_clipdet._images._reading import DecodeOptions, decode_image, load_s
 from sklearn_clipdet._images._tensors import decode_jpegs, inspect_jpeg
 from sklearn_clipdet.testing import write_tiny_model
 
-SECTIONS = ("draft", "e2e", "cosine", "decode", "text", "int8", "rss", "cache")
+SECTIONS = ("draft", "e2e", "cosine", "decode", "text", "int8", "rss", "cache", "views")
 CPU_ONLY = ("draft", "int8", "rss", "cache")
 
 
@@ -342,6 +344,29 @@ def bench_cache(args, tmp):
           f"weights), second {t_second:.3f} s, speed-up {t_first / t_second:.1f}x")
 
 
+def bench_views(args):
+    print(f"\n== 9. Views, {args.model}: the 0.3 default features vs the 0.2 default ==")
+    backbone = random_backbone(args)
+    depth = len(backbone.model.visual.transformer.resblocks)
+    paths = cycle(playground_paths(), min(args.n_images, 60))
+    old = featurizer(args, image_layers=round(2 * depth / 3), views="resize")
+    new = featurizer(args, views="resize+tiles")
+    old.transform(paths[:4])  # warm up
+    times = {"old": [], "new": []}
+    for _ in range(args.repeats):
+        for name, f in (("old", old), ("new", new)):
+            seconds, features = timed(f.transform, paths)
+            times[name].append(seconds)
+            times[name + "_width"] = features.shape[1]
+    t_old, t_new = min(times["old"]), min(times["new"])
+    print(f"{len(paths)} playground JPEGs, batch {args.batch_size}, best of {args.repeats}:")
+    print(f"  0.2 default (block {round(2 * depth / 3)}, resize): {len(paths) / t_old:.2f} img/s,"
+          f" {times['old_width']} features")
+    print(f"  0.3 default (blocks {list(new.load_backbone().image_layers('auto'))}, "
+          f"resize+tiles): {len(paths) / t_new:.2f} img/s, {times['new_width']} features")
+    print(f"  time per image: ratio {t_new / t_old:.2f} (new / old)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="ViT-B-32")
@@ -389,6 +414,7 @@ def main():
         "int8": lambda tmp: bench_int8(args),
         "rss": lambda tmp: bench_rss(args, tmp),
         "cache": lambda tmp: bench_cache(args, tmp),
+        "views": lambda tmp: bench_views(args),
     }
     with tempfile.TemporaryDirectory() as tmp:
         for name in SECTIONS:

@@ -511,10 +511,12 @@ def test_grid_search_over_the_pipeline_shares_the_cache(
 
     assert {task["worker"] for task in stream.data if "fit_and_score" in str(task["key"])}
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
-    # The folds ran on the workers and filled the shared cache, one entry per image; the
-    # refit on all images, in this process, found every image there.
+    # The folds ran on the workers and filled the shared cache, one entry per image and
+    # view (the default recipe reads the resize and the tiles views); the refit on all
+    # images, in this process, found every image there.
     with FeatureCache(tmp_path / "cache") as cache:
         n_entries = cache._connection().execute("SELECT COUNT(*) FROM features").fetchone()[0]
-    assert n_entries == X["image"].nunique()
+    assert detector[0].views == "resize+tiles"
+    assert n_entries == 2 * X["image"].nunique()
     assert counter["images"] == 0
     assert os.path.isfile(tmp_path / "cache" / "clip_features.sqlite3")
