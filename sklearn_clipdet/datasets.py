@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from PIL import Image
 
+from ._images._reading import RASTER_FORMATS
 from ._manifests import load_image_csv
 from ._utils._validation import preview
 from .exceptions import ManifestRowError, NoClassFolderError
@@ -586,7 +587,7 @@ def _fetch_url(url, timeout=10.0):
     if len(data) > _MAX_DOWNLOAD_BYTES:
         raise ValueError(f"larger than {_MAX_DOWNLOAD_BYTES} bytes")
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=RASTER_FORMATS) as image:
             image.verify()
     except Exception as error:
         raise ValueError(f"the answer is not an image ({len(data)} bytes)") from error

@@ -323,15 +323,29 @@ def open_limited(file, max_pixels):
     return image
 
 
+#: The raster formats images are decoded from, recognised by content (PIL's names; "MPO" is
+#: the JPEG of cameras with a second picture). Other formats PIL knows are refused without
+#: being opened: some run external programs on the file (PostScript and EPS run Ghostscript)
+#: or are not pictures of a scene.
+RASTER_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "TGA", "ICO",
+                  "JPEG2000")
+
+
 def _identify(file):
     """``Image.open`` for a file object, without its check of the global pixel limit.
 
     Tries the registered formats in PIL's order (the common ones first, then
-    every plugin), as ``Image.open`` does.
+    every plugin), as ``Image.open`` does, but opens only :data:`RASTER_FORMATS`.
+
+    Raises
+    ------
+    ValueError
+        When the data is in a format PIL knows but this package does not decode.
     """
     start = file.tell()
     prefix = file.read(16)
     tried = set()
+    refused = None
     for load_plugins in (Image.preinit, Image.init):
         load_plugins()
         for name in [name for name in Image.ID if name not in tried]:
@@ -340,11 +354,21 @@ def _identify(file):
             accepted = accept is None or accept(prefix)
             if not accepted or isinstance(accepted, str):  # a str explains a refusal
                 continue
+            if name not in RASTER_FORMATS:
+                if accept is not None:  # plugins without a check accept anything
+                    refused = refused or name
+                continue
             file.seek(start)
             try:
                 return factory(file, "")
             except (SyntaxError, IndexError, TypeError, struct.error):
                 continue
+    if refused is not None:
+        raise ValueError(
+            f"the data is in the {refused} format, which is not decoded (only "
+            f"{', '.join(RASTER_FORMATS)} images are; {refused} files can run programs or are "
+            "not pictures)"
+        )
     raise Image.UnidentifiedImageError("cannot identify image file")
 
 
