@@ -29,9 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
-from PIL import Image
 
-from ._images._reading import RASTER_FORMATS
+from ._images._reading import open_limited
 from ._manifests import load_image_csv
 from ._utils._validation import preview
 from .exceptions import ManifestRowError, NoClassFolderError
@@ -206,8 +205,19 @@ def load_image_folder(
 
 
 def _find_images(root, extensions):
-    """Relative paths (PurePosixPath) of the image files below ``root``, sorted."""
-    found = []
+    """Relative paths (PurePosixPath) of the image files below ``root``, sorted.
+
+    Links are followed within ``root`` only: a file or folder whose real path lies
+    outside it is skipped, with a warning that names them, so that a link in a data
+    folder cannot make the walk read (or score) files elsewhere on disk.
+    """
+    real_root = os.path.realpath(root)
+
+    def inside(path):
+        real = os.path.realpath(path)
+        return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+    found, outside = [], []
     seen_dirs = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real_dir = os.path.realpath(dirpath)
@@ -215,11 +225,30 @@ def _find_images(root, extensions):
             dirnames[:] = []
             continue
         seen_dirs.add(real_dir)
-        dirnames[:] = [name for name in dirnames if not name.startswith(".")]
         relative_dir = PurePosixPath(Path(dirpath).relative_to(root).as_posix())
+        kept = []
+        for name in dirnames:
+            if name.startswith("."):
+                continue
+            if inside(os.path.join(dirpath, name)):
+                kept.append(name)
+            else:
+                outside.append(relative_dir / name)
+        dirnames[:] = kept
         for name in filenames:
             if not name.startswith(".") and name.lower().endswith(extensions):
-                found.append(relative_dir / name)
+                if inside(os.path.join(dirpath, name)):
+                    found.append(relative_dir / name)
+                else:
+                    outside.append(relative_dir / name)
+    if outside:
+        warnings.warn(
+            f"{len(outside)} links under {root} point outside it and were skipped: "
+            f"{preview([path.as_posix() for path in sorted(outside)])}. Copy the files into "
+            "the folder to read them.",
+            UserWarning,
+            stacklevel=3,
+        )
     return sorted(found, key=lambda path: path.parts)
 
 
@@ -587,7 +616,7 @@ def _fetch_url(url, timeout=10.0):
     if len(data) > _MAX_DOWNLOAD_BYTES:
         raise ValueError(f"larger than {_MAX_DOWNLOAD_BYTES} bytes")
     try:
-        with Image.open(io.BytesIO(data), formats=RASTER_FORMATS) as image:
+        with open_limited(io.BytesIO(data), None) as image:  # raster formats only
             image.verify()
     except Exception as error:
         raise ValueError(f"the answer is not an image ({len(data)} bytes)") from error

@@ -45,3 +45,26 @@ def test_postscript_named_jpg_is_refused_without_running_ghostscript(
     with pytest.warns(UserWarning, match="could not be read"):
         features = lenient.transform([str(path), _encoded("PNG")])
     assert np.isnan(features[0]).all() and np.isfinite(features[1]).all()
+
+
+def test_folder_walks_do_not_follow_links_out_of_the_folder(tmp_path):
+    from sklearn_clipdet.datasets import list_images, load_image_folder
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret.png").write_bytes(_encoded("PNG"))
+    data = tmp_path / "data"
+    for label in ("real", "ai"):
+        (data / label).mkdir(parents=True)
+        (data / label / f"{label}.png").write_bytes(_encoded("PNG"))
+    (data / "real" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (data / "ai" / "stolen.png").symlink_to(elsewhere / "secret.png")
+    (data / "real" / "inner.png").symlink_to(data / "ai" / "ai.png")  # inside: kept
+    with pytest.warns(UserWarning, match=r"2 links under .* point outside it.*ai/stolen.png"):
+        images = list_images(data)
+    assert sorted(p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p in images) == [
+        "ai/ai.png", "real/inner.png", "real/real.png"]
+    assert all("secret" not in p and "elsewhere" not in p for p in images)
+    with pytest.warns(UserWarning, match="point outside it"):
+        table = load_image_folder(data)
+    assert len(table) == 3
