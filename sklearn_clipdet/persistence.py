@@ -468,6 +468,7 @@ def _build_classifier(path, config, tensors):
     if outside:
         raise DetectorFileError(f"{path}: unexpected tensors {outside}.")
     state = {name[len(_MODULE_PREFIX) :]: tensor for name, tensor in tensors.items()}
+    _check_hidden_layers(path, params.get("hidden_layer_sizes", ()), state)
     try:
         return RobustMLPClassifier(**params)._restore_fitted(
             classes=classes,
@@ -478,6 +479,26 @@ def _build_classifier(path, config, tensors):
     except (AttributeError, KeyError, OverflowError, RecursionError, RuntimeError, TypeError,
             ValueError) as exc:
         raise DetectorFileError(f"{path}: invalid classifier settings: {exc}") from exc
+
+
+def _check_hidden_layers(path, sizes, state):
+    """Refuse hidden_layer_sizes that the saved weights do not have, before anything is built
+    (a short header can claim a network of any size)."""
+    weights = sorted(
+        (name for name, tensor in state.items()
+         if name.startswith("hidden.") and name.endswith(".weight") and tensor.ndim == 2),
+        key=lambda name: int(name.split(".")[1]) if name.split(".")[1].isdigit() else -1,
+    )
+    widths = [int(state[name].shape[0]) for name in weights]
+    if not isinstance(sizes, (tuple, list)) or len(sizes) != len(widths) or any(
+            not isinstance(size, int) or size != width for size, width in zip(sizes, widths)):
+        claimed = list(sizes)[:5] if isinstance(sizes, (tuple, list)) else sizes
+        more = f" ... ({len(sizes)} in all)" if isinstance(sizes, (tuple, list)) and \
+            len(sizes) > 5 else ""
+        raise DetectorFileError(
+            f"{path}: the saved weights have an unexpected shape for hidden_layer_sizes="
+            f"{claimed}{more}: they hold {len(widths)} hidden layers of widths {widths[:5]}."
+        )
 
 
 def _saved_classes(path, config):

@@ -1,5 +1,6 @@
 import json
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -9,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from sklearn.datasets import make_classification
 
+import sklearn_clipdet
 from sklearn_clipdet import (
     CLIPFeaturizer,
     RobustMLPClassifier,
@@ -21,8 +23,8 @@ from sklearn_clipdet.persistence import DetectorFileError
 
 
 @pytest.fixture(scope="module")
-def fitted(tiny_model_name, playground_samples):
-    paths, y = playground_samples
+def fitted(tiny_model_name, sample_samples):
+    paths, y = sample_samples
     detector = make_detector(
         tiny_model_name, None, modalities="image", device="cpu", random_state=0,
         classifier_params=dict(hidden_layer_sizes=(16, 8), batch_size=64, max_epochs=3),
@@ -79,7 +81,8 @@ def test_header_records_versions_and_backbone(fitted, saved):
 
 def test_version_mismatch_warns(saved, load, monkeypatch):
     monkeypatch.setattr(persistence, "__version__", "99.0")
-    with pytest.warns(UserWarning, match="saved with sklearn-clipdet 0.2.0; this is 99.0"):
+    saved_version = re.escape(sklearn_clipdet.__version__)
+    with pytest.warns(UserWarning, match=f"saved with sklearn-clipdet {saved_version}; this is 99.0"):
         load(saved)
 
 
@@ -382,6 +385,21 @@ def test_oversized_network_is_refused_before_it_is_built(saved, load, monkeypatc
     _craft(saved, edit_header=_set_param("hidden_layer_sizes", [30000, 30000]))
     assert saved.stat().st_size < 16384  # a small file that claims a huge network
     with pytest.raises(DetectorFileError, match="unexpected shape"):
+        load(saved)
+
+
+def test_a_hundred_thousand_claimed_layers_are_refused_at_once(saved, load, monkeypatch):
+    """A short header can list any number of layers: the claim is checked against the
+    tensors before any network (even on torch's meta device) is built."""
+    from sklearn_clipdet import modules
+
+    def never(*args, **kwargs):
+        raise AssertionError("no network may be built for a claim the weights do not back")
+
+    monkeypatch.setattr(modules.DetectorMLP, "__init__", never)
+    monkeypatch.setattr(RobustMLPClassifier, "initialize", never)
+    _craft(saved, edit_header=_set_param("hidden_layer_sizes", [64] * 100_000))
+    with pytest.raises(DetectorFileError, match=r"unexpected shape.*100000 in all"):
         load(saved)
 
 
