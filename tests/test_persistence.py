@@ -81,8 +81,8 @@ def test_header_records_versions_and_backbone(fitted, saved):
 
 def test_version_mismatch_warns(saved, load, monkeypatch):
     monkeypatch.setattr(persistence, "__version__", "99.0")
-    saved_version = re.escape(sklearn_clipdet.__version__)
-    with pytest.warns(UserWarning, match=f"saved with sklearn-clipdet {saved_version}; this is 99.0"):
+    ours = re.escape(sklearn_clipdet.__version__)
+    with pytest.warns(UserWarning, match=f"saved with sklearn-clipdet {ours}; this is 99.0"):
         load(saved)
 
 
