@@ -74,8 +74,20 @@ def predict(trained, data, out, *options, model=None):
 # --- the commands ----------------------------------------------------------------------------
 
 
-def test_train_writes_a_detector(trained):
-    assert trained.stat().st_size > 0
+def test_train_writes_a_detector(trained, small_folder, tiny_model_name):
+    from sklearn.pipeline import Pipeline
+
+    from sklearn_clipdet import load_detector, load_image_folder
+
+    # The file holds a fitted featurizer + classifier on the training backbone, which scores.
+    detector = load_detector(trained, model_name=tiny_model_name)
+    assert isinstance(detector, Pipeline)
+    assert isinstance(detector[0], CLIPFeaturizer) and detector[0].model_name == tiny_model_name
+    assert detector[0].modalities == "image"  # "auto": the folder has no captions
+    assert isinstance(detector[-1], RobustMLPClassifier) and list(detector[-1].classes_) == [0, 1]
+    proba = detector.predict_proba(load_image_folder(small_folder)[["image"]])
+    assert proba.shape == (12, 2) and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
 
 
 def test_predict_writes_the_score_and_label_of_each_image(trained, small_folder, tmp_path,
@@ -157,25 +169,25 @@ def test_evaluate_prints_metrics_and_writes_roc(trained, small_folder, tmp_path,
     assert roc.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and roc.stat().st_size > 5000
 
 
-def test_featurize_from_csv(tiny_model_name, playground_samples, tmp_path):
-    paths, labels = playground_samples
+def test_featurize_from_csv(tiny_model_name, sample_samples, tmp_path):
+    paths, labels = sample_samples
     csv = tmp_path / "data.csv"
-    pd.DataFrame({"image": paths[::10], "label": labels[::10]}).to_csv(csv, index=False)
+    pd.DataFrame({"image": paths[::3], "label": labels[::3]}).to_csv(csv, index=False)
     out = tmp_path / "features.csv"
     assert main(["featurize", str(csv), "--out", str(out), "--model", tiny_model_name,
                  "--quiet"]) == 0
     table = pd.read_csv(out)
-    assert len(table) == len(paths[::10])
+    assert len(table) == len(paths[::3])
     assert list(table.columns[:3]) == ["image", "label", "image_block1_0"]  # "auto": block 1 of 1
 
 
 def test_scores_follow_the_detectors_generated_label(string_label_detector, small_folder,
-                                                     tmp_path):
+                                                     tmp_path, tiny_model_name):
     data, detector, model_file = string_label_detector(small_folder)
     assert list(detector[-1].classes_) == ["fake", "real"]  # P(fake) is column 0
 
     out = tmp_path / "scores.csv"
-    assert predict(model_file, small_folder, out) == 0
+    assert predict(model_file, small_folder, out, model=tiny_model_name) == 0
     table = pd.read_csv(out)
     np.testing.assert_allclose(table["score"], detector.predict_proba(data[["image"]])[:, 0],
                                rtol=1e-6)

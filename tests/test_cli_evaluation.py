@@ -68,9 +68,9 @@ def test_evaluate_rejects_unknown_perturbations_and_outputs(trained, balanced_fo
         main(["evaluate", str(trained), str(balanced_folder), "--robustness-out", "x.txt"])
 
 
-def test_audit_warns_about_the_playground_size_shortcut(playground_dir, tmp_path, capsys):
+def test_audit_warns_about_the_size_shortcut(size_shortcut_dir, tmp_path, capsys):
     out_file = tmp_path / "audit.csv"
-    assert main(["audit", str(playground_dir), "--out", str(out_file)]) == 0
+    assert main(["audit", str(size_shortcut_dir), "--out", str(out_file)]) == 0
     captured = capsys.readouterr()
     assert "width" in captured.out and "file_size" in captured.out
     warning = captured.err.strip()
@@ -79,7 +79,7 @@ def test_audit_warns_about_the_playground_size_shortcut(playground_dir, tmp_path
     table = pd.read_csv(out_file).set_index("property")
     assert table.loc["width", "flagged"] and not table.loc["aspect_ratio", "flagged"]
 
-    assert main(["audit", str(playground_dir), "--strict"]) == 1
+    assert main(["audit", str(size_shortcut_dir), "--strict"]) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("clipdet audit: error: shortcut found") and "\n" not in error
 
@@ -115,11 +115,12 @@ def test_evaluate_with_robustness_encodes_the_clean_images_once(trained, balance
 
 
 def test_evaluate_a_detector_with_string_labels(string_label_detector, balanced_folder,
-                                                tmp_path, capsys):
+                                                tmp_path, capsys, tiny_model_name):
     data, detector, model_file = string_label_detector(balanced_folder)
 
     table = tmp_path / "robustness.csv"
     assert main(["evaluate", str(model_file), str(balanced_folder), "--quiet",
+                 "--model", tiny_model_name,
                  "--perturbations", "blur", "--robustness-out", str(table)]) == 0
     printed_auc = float(capsys.readouterr().out.split("roc_auc")[1].split()[0])
     expected = roc_auc_score(data["label"], detector.predict_proba(data[["image"]])[:, 0])

@@ -136,10 +136,11 @@ def test_ordered_map_keeps_order_and_window():
 # --- the tensor (GPU) path, run on CPU tensors ------------------------------------------------
 
 
-def test_tensor_path_matches_the_pil_path_on_the_playground(
-        model_64, playground_samples, tensor_path_on_cpu):
-    paths = playground_samples[0]
-    paths = paths[:4] + paths[-4:]  # a few camera photos (up to 4000 px) and generated images
+def test_tensor_path_matches_the_pil_path_on_large_and_small_jpegs(
+        model_64, size_shortcut_dir, tensor_path_on_cpu):
+    # a few large photos (640 to 1440 px, as camera photos are) and small generated images
+    paths = sorted(map(str, (size_shortcut_dir / "real").glob("*.jpg")))[:4]
+    paths += sorted(map(str, (size_shortcut_dir / "ai").glob("*.jpg")))[-4:]
     tensor_path = featurize(model_64, paths)
     pil_path = featurize(model_64, paths, draft_decode=False)  # open_clip's own preprocessing
     assert cosine(tensor_path, pil_path).min() >= 0.999

@@ -75,9 +75,9 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def samples(playground_samples):
-    """All 60 playground images in a DataFrame whose index is neither sorted nor positional."""
-    paths, y = playground_samples
+def samples(sample_samples):
+    """The 16 sample images in a DataFrame whose index is neither sorted nor positional."""
+    paths, y = sample_samples
     order = np.random.default_rng(0).permutation(len(paths))
     index = pd.Index([f"img-{i:03d}" for i in order], name="sample")
     frame = pd.DataFrame({"image": np.asarray(paths)[order], "y": y[order]}, index=index)
@@ -86,9 +86,9 @@ def samples(playground_samples):
 
 
 @pytest.fixture(scope="module")
-def small_images(playground_dir):
-    """The 30 small (559 px) generated images: cheap to decode."""
-    return sorted(str(p) for p in (playground_dir / "ai").glob("*.jpg"))
+def small_images(sample_samples):
+    """The 16 sample images (320 px, generated after real): cheap to decode."""
+    return list(sample_samples[0])
 
 
 def image_featurizer(model_name, **params):
@@ -114,14 +114,14 @@ def test_features_equal_single_process_in_input_order(client, tiny_model_name, s
     featurizer = image_featurizer(tiny_model_name)
     expected = featurizer.fit_transform(samples)
 
-    result = featurize(samples, featurizer, tmp_path / "out", client=client, partition_size=7)
+    result = featurize(samples, featurizer, tmp_path / "out", client=client, partition_size=2)
 
-    assert result.n_partitions == 9 and result.n_samples == len(samples)
-    assert result.computed == list(range(9)) and result.skipped == []
+    assert result.n_partitions == 8 and result.n_samples == len(samples)
+    assert result.computed == list(range(8)) and result.skipped == []
     assert result.failures.empty
-    assert len(part_files(tmp_path / "out")) == 9
+    assert len(part_files(tmp_path / "out")) == 8
     assert set(result.workers) == set(client.scheduler_info()["workers"])
-    assert sum(w["partitions"] for w in result.workers.values()) == 9
+    assert sum(w["partitions"] for w in result.workers.values()) == 8
     assert {w["device"] for w in result.workers.values()} == {"cpu"}
 
     features = read_features(tmp_path / "out")
@@ -160,10 +160,10 @@ def test_sequence_input_is_indexed_by_position(client, tiny_model_name, small_im
 def test_dask_dataframe_input_with_captions(client, tiny_model_name, samples, tmp_path):
     import dask.dataframe as dd
 
-    frame = samples.iloc[::2].copy()
-    frame.loc[frame.index[::4], "text"] = None  # some in each partition
+    frame = samples.copy()
+    frame.loc[frame.index[::3], "text"] = None  # some in each partition
     featurizer = CLIPFeaturizer(tiny_model_name, None, device="cpu", default_text="a photo")
-    with pytest.warns(UserWarning, match="default_text 'a photo' used for 8 of 30"):
+    with pytest.warns(UserWarning, match="default_text 'a photo' used for 6 of 16"):
         expected = featurizer.fit_transform(frame)
 
     ddf = dd.from_pandas(frame, npartitions=3, sort=False)
@@ -220,13 +220,13 @@ def test_each_worker_loads_the_model_once(client, tiny_model_name, small_images,
     client.run(_install_load_counter)
     try:
         result = featurize(small_images, image_featurizer(tiny_model_name), tmp_path / "out",
-                           client=client, partition_size=3)
+                           client=client, partition_size=2)
         loads = client.run(_load_count)
     finally:
         client.run(_remove_load_counter)
-    assert result.n_partitions == 10
+    assert result.n_partitions == 8
     tasks = {address: info["partitions"] for address, info in result.workers.items()}
-    assert sum(tasks.values()) == 10 and max(tasks.values()) > 1
+    assert sum(tasks.values()) == 8 and max(tasks.values()) > 1
     # Once per process: a worker that computed partitions loaded it once; another one at
     # most once (the first task, which learns the backbone's fingerprint, may run there).
     assert all(loads[address] == 1 for address in tasks)
@@ -236,7 +236,7 @@ def test_each_worker_loads_the_model_once(client, tiny_model_name, small_images,
 def test_rerun_computes_only_missing_partitions(client, tiny_model_name, small_images, tmp_path):
     featurizer = image_featurizer(tiny_model_name)
     output = tmp_path / "out"
-    first = featurize(small_images, featurizer, output, client=client, partition_size=4)
+    first = featurize(small_images, featurizer, output, client=client, partition_size=2)
     assert first.computed == list(range(8))
     expected = read_features(output)
 
@@ -246,7 +246,7 @@ def test_rerun_computes_only_missing_partitions(client, tiny_model_name, small_i
     with pytest.raises(FileNotFoundError, match=r"2 of 8 partitions are missing .*\[2, 5\]"):
         read_features(output)
 
-    again = featurize(small_images, featurizer, output, client=client, partition_size=4)
+    again = featurize(small_images, featurizer, output, client=client, partition_size=2)
     assert again.computed == [2, 5]
     assert again.skipped == [0, 1, 3, 4, 6, 7]
     assert sum(w["partitions"] for w in again.workers.values()) == 2
@@ -263,20 +263,20 @@ def test_failed_run_raises_naming_the_sample_and_resumes(
     broken[13] = str(tmp_path / "missing.jpg")
     output = tmp_path / "out"
     with pytest.raises(ImageDecodeError, match=r"Sample 13 \(path '.*missing\.jpg'\): file not "
-                                               r"found \(partition 3\)") as info:
-        featurize(broken, featurizer, output, client=client, partition_size=4)
+                                               r"found \(partition 6\)") as info:
+        featurize(broken, featurizer, output, client=client, partition_size=2)
     assert info.value.index == 13
     wait_until_idle(client)
 
     finished = part_files(output)
-    assert "part-00003.parquet" not in finished
+    assert "part-00006.parquet" not in finished
     assert not list(output.glob(".*.tmp"))  # nothing half-written
     stamps = {name: (output / name).stat().st_mtime_ns for name in finished}
 
-    resumed = featurize(small_images, featurizer, output, client=client, partition_size=4)
+    resumed = featurize(small_images, featurizer, output, client=client, partition_size=2)
     assert [f"part-{k:05d}.parquet" for k in resumed.skipped] == finished
     assert sorted(resumed.computed + resumed.skipped) == list(range(8))
-    assert 3 in resumed.computed
+    assert 6 in resumed.computed
     assert {name: (output / name).stat().st_mtime_ns for name in finished} == stamps
     np.testing.assert_allclose(read_features(output).to_numpy(),
                                featurizer.fit_transform(small_images), atol=1e-6)
@@ -338,7 +338,7 @@ def test_output_of_other_settings_or_input_is_refused(
     with pytest.raises(ValueError, match="n_partitions: 2 before, 4 now"):
         featurize(small_images[:10], featurizer, output, client=client, partition_size=3)
     with pytest.raises(ValueError, match=r"part-00001\.parquet holds features of another input"):
-        featurize(small_images[:5] + small_images[20:25], featurizer, output, client=client,
+        featurize(small_images[:5] + small_images[10:15], featurizer, output, client=client,
                   partition_size=5)
 
     # Settings that do not change the features are not part of a run's identity.
@@ -405,7 +405,7 @@ def test_a_changed_file_at_the_same_path_is_computed_again(client, tiny_model_na
     featurize(images, featurizer, output, client=client, partition_size=4)
     kept = (output / "part-00000.parquet").read_bytes()
 
-    shutil.copyfile(small_images[20], images[5])  # another picture under the same name
+    shutil.copyfile(small_images[12], images[5])  # another picture under the same name
     with pytest.warns(UserWarning, match=r"Partitions \[1\] were computed again: image files "
                                          r"in them changed \(size or modification time\)"):
         again = featurize(images, featurizer, output, client=client, partition_size=4)
@@ -498,7 +498,7 @@ def test_grid_search_over_the_pipeline_shares_the_cache(
 ):
     import distributed
 
-    X, y = samples[["image"]].iloc[:30], samples["y"].iloc[:30].to_numpy()
+    X, y = samples[["image"]], samples["y"].to_numpy()
     detector = make_detector(tiny_model_name, None, modalities="image", device="cpu",
                              cache_dir=tmp_path / "cache", random_state=0,
                              classifier_params=SMALL_CLASSIFIER)

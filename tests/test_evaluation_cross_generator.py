@@ -80,8 +80,8 @@ def test_errors():
         cross_generator_report(LogisticRegression(), X, y, groups)
 
 
-def test_on_the_playground_generators(tiny_model_name, playground_dir):
-    data = load_image_folder(playground_dir, group_from="prefix")
+def test_on_the_sample_images_generators(tiny_model_name, sample_dir):
+    data = load_image_folder(sample_dir, group_from="prefix")
     pipe = make_detector(tiny_model_name, None, modalities="image", random_state=0,
                          classifier_params=SMALL_MLP)
     X = data[["image"]]
@@ -89,13 +89,14 @@ def test_on_the_playground_generators(tiny_model_name, playground_dir):
                                     n_bootstraps=20)
     auc = report[report["metric"] == "roc_auc"].set_index("held_out")
     assert list(auc.index) == ["diffusion1", "diffusion2", "diffusion3", "diffusion4", "gan"]
-    assert (auc["n_test_generated"] == 6).all() and auc["n_test_real"].sum() == 30
+    assert auc["n_test_generated"].tolist() == [1, 2, 1, 2, 2]
+    assert auc["n_test_real"].sum() == 8
     assert auc["value"].between(0, 1).all() and (auc["ci_low"] <= auc["value"]).all()
 
     # Encoding once and fitting only the classifier gives what fitting the whole
     # pipeline in every fold gives (the featurizer learns nothing).
     kept = ~data["group"].isin(["diffusion1", "diffusion2"])
-    subset = data[kept].groupby("group").head(2).reset_index(drop=True)
+    subset = data[kept].groupby("group").head(3).reset_index(drop=True)
     kwargs = dict(random_state=0)
     fast = cross_generator_report(pipe, subset[["image"]], subset["label"], subset["group"],
                                   **kwargs)

@@ -588,9 +588,9 @@ def test_corrupt_cache_entries_are_recomputed(make, tmp_path, count_encoded):
 # --- pipeline ---------------------------------------------------------------------------------
 
 
-def test_pipeline_with_robust_mlp_on_playground(tiny_model_name, playground_samples):
+def test_pipeline_with_robust_mlp_on_sample_images(tiny_model_name, sample_samples):
     classifier_module = pytest.importorskip("sklearn_clipdet.classifier")
-    paths, labels = playground_samples
+    paths, labels = sample_samples
     pipeline = make_pipeline(
         CLIPFeaturizer(tiny_model_name, modalities="image", device="cpu"),
         classifier_module.RobustMLPClassifier(hidden_layer_sizes=(32,), max_epochs=3,

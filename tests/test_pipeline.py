@@ -27,16 +27,33 @@ def tiny_detector(model_name, **params):
     )
 
 
-def test_make_detector_defaults_follow_the_paper():
+def test_make_detector_defaults_are_the_shipped_detectors_recipe():
+    """Without arguments: the backbone and views the shipped detector was trained with, and
+    the classifier's own defaults (the measured ones), not the paper's recipe."""
+    import json
+
+    from safetensors import safe_open
+
+    from sklearn_clipdet import PAPER_RECIPE
+    from sklearn_clipdet._clip._image_layers import AUTO_DEPTHS
+    from sklearn_clipdet.pretrained import PRETRAINED_DETECTOR
+
+    with safe_open(str(PRETRAINED_DETECTOR), framework="pt") as file:
+        shipped = json.loads(file.metadata()["sklearn_clipdet"])["featurizer"]
     detector = make_detector()
     assert isinstance(detector, Pipeline)
     assert [name for name, _ in detector.steps] == ["clipfeaturizer", "robustmlpclassifier"]
     featurizer, classifier = detector[0], detector[1]
-    assert (featurizer.model_name, featurizer.pretrained) == ("ViT-B-16", "openai")
+    for name in ["model_name", "pretrained", "views", "n_tiles", "layer_output", "normalize"]:
+        assert getattr(featurizer, name) == shipped[name], name
+    # "auto" reads the shipped blocks (6, 8 and 10) of ViT-B/16's 12
+    assert featurizer.image_layers == "auto"
+    assert [max(1, round(f * 12)) for f in AUTO_DEPTHS] == shipped["image_layers"]
     assert featurizer.modalities == "image+text"
-    assert classifier.get_params(deep=False) == RobustMLPClassifier(
-        device=classifier.device
-    ).get_params(deep=False)
+    assert isinstance(classifier, RobustMLPClassifier)
+    defaults = RobustMLPClassifier().get_params(deep=False)
+    assert classifier.get_params(deep=False) == {**defaults, "device": classifier.device}
+    assert any(classifier.get_params()[key] != value for key, value in PAPER_RECIPE.items())
 
 
 def test_make_detector_passes_settings_to_each_step(tmp_path):
@@ -53,8 +70,8 @@ def test_make_detector_passes_settings_to_each_step(tmp_path):
     assert params["robustmlpclassifier__device"] == "cpu"
 
 
-def test_make_detector_records_the_generated_label(tiny_model_name, playground_samples):
-    paths, y = playground_samples
+def test_make_detector_records_the_generated_label(tiny_model_name, sample_samples):
+    paths, y = sample_samples
     labels = np.array(["real", "fake"])[y]
     detector = tiny_detector(tiny_model_name, generated_label="fake")
     assert detector[-1].generated_label == "fake"
@@ -67,8 +84,8 @@ def test_featurizer_params_override_the_arguments():
     assert detector[0].model_name == "RN50" and detector[0].pretrained == "openai"
 
 
-def test_fit_and_predict_on_playground(tiny_model_name, playground_samples):
-    paths, y = playground_samples
+def test_fit_and_predict_on_sample_images(tiny_model_name, sample_samples):
+    paths, y = sample_samples
     detector = tiny_detector(tiny_model_name).fit(paths, y)
     proba = detector.predict_proba(paths)
     assert proba.shape == (len(paths), 2)
@@ -90,9 +107,9 @@ def _count_encoded_images(monkeypatch):
 
 
 def test_grid_search_with_cache_encodes_each_image_once(
-    tiny_model_name, playground_samples, tmp_path, monkeypatch
+    tiny_model_name, sample_samples, tmp_path, monkeypatch
 ):
-    paths, y = playground_samples
+    paths, y = sample_samples
     X = pd.DataFrame({"image": paths})
     counter = _count_encoded_images(monkeypatch)
     search = GridSearchCV(
@@ -116,8 +133,8 @@ def test_grid_search_with_cache_encodes_each_image_once(
     assert counter["images"] == 2 * 3 * len(paths) + len(paths)
 
 
-def test_cross_validate_and_cross_val_predict(tiny_model_name, playground_samples, tmp_path):
-    paths, y = playground_samples
+def test_cross_validate_and_cross_val_predict(tiny_model_name, sample_samples, tmp_path):
+    paths, y = sample_samples
     detector = tiny_detector(tiny_model_name, cache_dir=tmp_path)
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
     scores = cross_validate(detector, paths, y, cv=cv, scoring=["roc_auc", "accuracy"])
@@ -127,9 +144,9 @@ def test_cross_validate_and_cross_val_predict(tiny_model_name, playground_sample
 
 
 def test_joblib_round_trip_holds_no_clip_weights(
-    tiny_model_name, tiny_model_dir, playground_samples, tmp_path
+    tiny_model_name, tiny_model_dir, sample_samples, tmp_path
 ):
-    paths, y = playground_samples
+    paths, y = sample_samples
     detector = tiny_detector(tiny_model_name).fit(paths, y)
     expected = detector.predict_proba(paths)
     path = tmp_path / "detector.joblib"
