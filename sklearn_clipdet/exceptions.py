@@ -14,6 +14,7 @@ __all__ = [
     "ManifestRowError",
     "NoClassFolderError",
     "ShortcutWarning",
+    "TrainingDivergedError",
     "WeightsUnavailableError",
 ]
 
@@ -21,7 +22,7 @@ __all__ = [
 class ImageDecodeError(ValueError):
     """An input sample could not be read as an image.
 
-    Attributes
+    Parameters
     ----------
     index : int
         Position of the sample in the input.
@@ -29,6 +30,8 @@ class ImageDecodeError(ValueError):
         Short description of the input (its path, or its kind and size).
     reason : str
         What is wrong.
+
+    The three are kept as attributes of the same names.
     """
 
     def __init__(self, index, source, reason):
@@ -48,17 +51,27 @@ class ImageDecodeWarning(UserWarning):
 class WeightsUnavailableError(RuntimeError):
     """The model configuration or its weights could not be obtained.
 
-    Attributes
+    Parameters
     ----------
-    reason : str
+    message : str
+        The full message, with advice.
+    reason : str or None, default=None
         What went wrong, in one line, naming the model, tag, file or folder at
-        fault, without advice (front ends such as the command line add their own).
-    offline_hint : bool
+        fault, without advice (front ends such as the command line add their own);
+        None means ``message``.
+    offline_hint : bool, default=False
         True when weights on disk could help (a download failed, or open_clip
         failed for a reason not recognised here); False for a mistyped name,
         tag, file or folder.
-    model_name, pretrained : str or None
-        The source that could not be loaded.
+    model_name : str or None, default=None
+        The architecture or source that could not be loaded.
+    pretrained : str or None, default=None
+        Its pretrained tag or checkpoint file.
+
+    Attributes
+    ----------
+    reason, offline_hint, model_name, pretrained
+        As given (``reason`` filled in).
     """
 
     def __init__(self, message, reason=None, offline_hint=False, model_name=None,
@@ -87,11 +100,18 @@ class DetectorFileError(ValueError):
 class NoClassFolderError(ValueError):
     """A folder holds images, but none in a folder that names its class (real or generated).
 
+    Parameters
+    ----------
+    message : str
+        What is wrong and what to do.
+    images : iterable of str, default=()
+        The folder's images, as :func:`~sklearn_clipdet.datasets.list_images`
+        gives them: for work that needs no labels.
+
     Attributes
     ----------
     images : list of str
-        The folder's images, as :func:`~sklearn_clipdet.datasets.list_images`
-        gives them: for work that needs no labels.
+        The folder's images.
     """
 
     def __init__(self, message, images=()):
@@ -105,20 +125,29 @@ class ManifestRowError(ValueError):
     The message names the file, the problem and the rows by their line in the
     file (the header is line 1).
 
+    Parameters
+    ----------
+    path : str or path-like
+        The CSV file.
+    rows : iterable of int
+        Positions of the rows at fault among the data rows (0 for the first).
+    problem : str
+        What is wrong with them, e.g. "have no image".
+    advice : str
+        How to fix them in the file, e.g. "fill them in".
+    lenient : bool, default=False
+        True when ``on_error="nan"`` would accept these rows, as unreadable images.
+
     Attributes
     ----------
     path : str
         The CSV file.
     rows : list of int
-        Positions of the rows at fault among the data rows (0 for the first).
+        The rows at fault.
     lines : list of int
         Their line numbers in the file: ``row + 2``.
-    problem : str
-        What is wrong with them, e.g. "have no image".
-    advice : str
-        How to fix them in the file, e.g. "fill them in".
-    lenient : bool
-        True when ``on_error="nan"`` would accept these rows, as unreadable images.
+    problem, advice, lenient
+        As given.
     """
 
     def __init__(self, path, rows, problem, advice, lenient=False):
@@ -140,6 +169,14 @@ class ManifestRowError(ValueError):
         return type(self), (self.path, self.rows, self.problem, self.advice, self.lenient)
 
 
+class TrainingDivergedError(FloatingPointError):
+    """Training produced non-finite weights (NaN or infinity): the classifier is unusable.
+
+    Raised by :meth:`RobustMLPClassifier.fit` at the end of the epoch where it
+    happened; a lower ``lr``, ``sam_rho`` or ``auc_power`` usually avoids it.
+    """
+
+
 class ShortcutWarning(UserWarning):
     """A trivial property separates real from generated images in the data."""
 
@@ -147,7 +184,13 @@ class ShortcutWarning(UserWarning):
 class CommandError(Exception):
     """A user-facing failure of the ``clipdet`` command: printed as one line, exit status 1.
 
-    ``offline_hint`` asks for the command's advice on using weights on disk.
+    Parameters
+    ----------
+    message : str
+        The line to print, after ``clipdet COMMAND: error:``.
+    offline_hint : bool, default=False
+        Ask for the command's advice on using weights on disk; kept as an
+        attribute.
     """
 
     def __init__(self, message, offline_hint=False):

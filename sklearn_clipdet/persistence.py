@@ -60,6 +60,15 @@ def save_detector(detector, path):
         to a temporary file in the same folder and renamed, so ``path`` is
         either complete or left as it was; its permissions follow the umask.
 
+    Raises
+    ------
+    ValueError
+        If the detector has another shape, is not fitted, was interrupted
+        while training (``interrupted_``), or holds
+        parameters that JSON cannot represent (callbacks, a ``train_split``
+        object, a RandomState instance, labels other than str, int, float or
+        bool).
+
     Notes
     -----
     The file records a SHA-256 checksum of its header and weights. It detects
@@ -71,15 +80,6 @@ def save_detector(detector, path):
     ``max_image_pixels``, ``max_image_bytes``, ``verbose``) are not saved:
     they are the loading user's choice. ``image_layers="auto"`` is saved as
     the blocks it selects.
-
-    Raises
-    ------
-    ValueError
-        If the detector has another shape, is not fitted, was interrupted
-        while training (``interrupted_``), or holds
-        parameters that JSON cannot represent (callbacks, a ``train_split``
-        object, a RandomState instance, labels other than str, int, float or
-        bool).
     """
     featurizer, classifier, step_names = _split_detector(detector)
     check_is_fitted(classifier)
@@ -112,6 +112,13 @@ def save_detector(detector, path):
         _MODULE_PREFIX + name: tensor.detach().cpu().contiguous()
         for name, tensor in classifier.module_.state_dict().items()
     }
+    broken = [name for name, tensor in tensors.items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise ValueError(
+            f"The classifier's weights are not finite ({', '.join(broken[:3])}): its training "
+            "diverged, and load_detector would refuse the file. Fit it again."
+        )
     header["checksum"] = _checksum(header, tensors)
     metadata = {_HEADER_KEY: json.dumps(header)}
     atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))

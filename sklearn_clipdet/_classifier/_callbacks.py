@@ -1,12 +1,53 @@
 """The classifier's default skorch callbacks that differ from skorch's own."""
 
+import math
 import sys
+import warnings
 
-from skorch.callbacks import LRScheduler
+import torch
+from skorch.callbacks import Callback, LRScheduler
 from skorch.callbacks import PrintLog as SkorchPrintLog
 from skorch.utils import Ansi
 
-__all__ = ["PrintLog", "RestartingLRScheduler"]
+from ..exceptions import TrainingDivergedError
+
+__all__ = ["DivergenceCheck", "PrintLog", "RestartingLRScheduler"]
+
+
+class DivergenceCheck(Callback):
+    """Stop training whose weights are no longer finite; warn of a loss that never is.
+
+    Without it, a run that diverges (a huge ``sam_rho`` or ``auc_power``) ends
+    quietly with NaN weights, and the classifier then calls every image real.
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        self.non_finite_losses_ = 0
+        self.epochs_ = 0
+
+    def on_epoch_end(self, net, **kwargs):
+        self.epochs_ += 1
+        loss = net.history[-1].get("train_loss", 0.0)
+        if not math.isfinite(loss):
+            self.non_finite_losses_ += 1
+        with torch.no_grad():
+            finite = all(torch.isfinite(p).all() for p in net.module_.parameters())
+        if not finite:
+            raise TrainingDivergedError(
+                f"Training diverged in epoch {len(net.history)}: the weights are no longer "
+                f"finite (training loss {loss}). Lower lr, sam_rho or auc_power, or use "
+                "standardize=True."
+            )
+
+    def on_train_end(self, net, **kwargs):
+        if self.epochs_ and self.non_finite_losses_ == self.epochs_:
+            warnings.warn(
+                f"The training loss was not finite in any of the {self.epochs_} epochs "
+                "(e.g. a huge auc_margin): the weights moved by finite steps, but the "
+                "objective is meaningless; check the loss settings.",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 class PrintLog(SkorchPrintLog):

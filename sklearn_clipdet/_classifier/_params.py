@@ -23,7 +23,7 @@ from ..losses import DetectorLoss
 from ..modules import DetectorMLP
 from ..optim import SAM
 from ._batches import DeviceBatches, FeatureDataset
-from ._callbacks import PrintLog, RestartingLRScheduler
+from ._callbacks import DivergenceCheck, PrintLog, RestartingLRScheduler
 from ._checks import check_param_name, check_params
 
 __all__ = ["SKORCH_OPTION_CONSTRAINTS", "SkorchParamsMixin"]
@@ -180,6 +180,7 @@ class SkorchParamsMixin:
             ("epoch_timer", EpochTimer()),
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("divergence_check", DivergenceCheck()),
         ]
         if self.lr_schedule is not None:  # "cosine", the one schedule; checked in fit
             scheduler = RestartingLRScheduler(
