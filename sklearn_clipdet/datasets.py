@@ -294,6 +294,7 @@ def list_images(root, *, extensions=IMAGE_EXTENSIONS):
     Returns
     -------
     list of str
+        Absolute paths of the image files, sorted.
     """
     root = Path(os.path.abspath(os.fspath(root)))
     if not root.is_dir():

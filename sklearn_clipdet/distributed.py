@@ -87,7 +87,9 @@ def _is_dask_dataframe(data):
 class FeaturizeResult:
     """What :func:`featurize` did.
 
-    Attributes
+    :func:`featurize` makes it; its fields are its parameters.
+
+    Parameters
     ----------
     output : pathlib.Path
         The output folder; read it with :func:`read_features` (or :meth:`read`).
@@ -121,7 +123,19 @@ class FeaturizeResult:
     elapsed_s: float = 0.0
 
     def read(self, columns=None):
-        """The features, in input order: ``read_features(self.output, columns=columns)``."""
+        """The features, in input order: ``read_features(self.output, columns=columns)``.
+
+        Parameters
+        ----------
+        columns : list of str or None, default=None
+            Feature columns to read; None reads them all.
+
+        Returns
+        -------
+        DataFrame
+            One row per sample, indexed as the input, as :func:`read_features`
+            returns it.
+        """
         return read_features(self.output, columns=columns)
 
 

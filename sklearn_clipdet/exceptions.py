@@ -22,6 +22,8 @@ __all__ = [
 class ImageDecodeError(ValueError):
     """An input sample could not be read as an image.
 
+    Its parameters are kept as attributes of the same names.
+
     Parameters
     ----------
     index : int
@@ -30,8 +32,6 @@ class ImageDecodeError(ValueError):
         Short description of the input (its path, or its kind and size).
     reason : str
         What is wrong.
-
-    The three are kept as attributes of the same names.
     """
 
     def __init__(self, index, source, reason):

@@ -142,6 +142,20 @@ class DetectorLoss(nn.Module):
         self.power = power
 
     def forward(self, logits, targets):
+        """The loss of a batch.
+
+        Parameters
+        ----------
+        logits : torch.Tensor of shape (n_samples,) or (n_samples, 1)
+            The network's outputs (log-odds of "generated").
+        targets : torch.Tensor of shape (n_samples,) or (n_samples, 1)
+            0 (real) or 1 (generated).
+
+        Returns
+        -------
+        torch.Tensor
+            The scalar loss chosen by ``loss``.
+        """
         logits = logits.reshape(-1)
         targets = targets.reshape(-1).to(logits.dtype)
         if self.loss == "cvar_auc":

@@ -129,10 +129,25 @@ class SAM(torch.optim.Optimizer):
         self._perturbed = []
 
     def state_dict(self):
-        """The base optimiser's state (moments, steps); the groups also hold rho."""
+        """The base optimiser's state (moments, steps); the groups also hold rho.
+
+        Returns
+        -------
+        dict
+            The base optimiser's ``state_dict()``, which :meth:`load_state_dict`
+            takes back.
+        """
         return self.base_optimizer.state_dict()
 
     def load_state_dict(self, state_dict):
+        """Restore the base optimiser's state, as :meth:`state_dict` returned it.
+
+        Parameters
+        ----------
+        state_dict : dict
+            A state from :meth:`state_dict`; its parameter groups (``rho``
+            included) replace this optimiser's.
+        """
         self.base_optimizer.load_state_dict(state_dict)
         self.param_groups = self.base_optimizer.param_groups
 
@@ -147,6 +162,16 @@ def frozen_batchnorm_stats(module):
     exit, untouched. The originals are never written in place, so a backward
     pass may run inside or after the context. SAM's second pass runs under
     this context, so the statistics describe the weights that are kept.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network whose BatchNorm layers (at any depth) keep their statistics.
+
+    Yields
+    ------
+    None
+        The context holds no value.
     """
     layers = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     originals = [dict(layer.named_buffers(recurse=False)) for layer in layers]

@@ -80,9 +80,15 @@ def cross_generator_report(
     threshold : float or None, default=None
         Threshold of the accuracy; None means 0.5 for classifiers with
         ``predict_proba``, else 0.
-    fpr_targets, n_bootstraps, confidence_level, random_state
-        Passed to :func:`~sklearn_clipdet.evaluation.detection_report`;
-        ``random_state`` also seeds the default ``real_cv``.
+    fpr_targets : sequence of float, default=(0.01, 0.05)
+        False-positive rates at which the true-positive rate is reported.
+    n_bootstraps : int, default=0
+        Bootstrap resamples of the intervals; 0 (the default) gives NaN bounds.
+    confidence_level : float in (0, 1), default=0.95
+        Coverage of the intervals.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the resampling and the default ``real_cv``. All four are passed
+        to :func:`~sklearn_clipdet.evaluation.detection_report`.
     pos_label : int, str or None, default=None
         Label of generated images, whose probability is the score; None means the
         label the fitted classifiers take as generated: the ``generated_label``

@@ -150,8 +150,18 @@ def source_effects(
 
     Parameters
     ----------
-    pipe, X, y, sources, precompute_features, pos_label
-        As in :func:`cross_source_report`; at least three sources.
+    pipe : estimator
+        The detector to evaluate, as in :func:`cross_source_report`.
+    X : DataFrame, array-like or sequence
+        All samples, as ``pipe`` takes them.
+    y : array-like of shape (n_samples,)
+        True labels.
+    sources : array-like of shape (n_samples,)
+        The source of each sample; at least three sources, each with both
+        classes.
+    precompute_features : "auto" or bool, default="auto"
+        Encode every sample once and fit only the classifier in each fold, as
+        in :func:`cross_source_report`.
     n_bootstraps : int, default=1000
         Paired stratified bootstrap resamples of the scored source (both
         detectors score the same resampled rows). 0 gives NaN bounds.
@@ -159,6 +169,8 @@ def source_effects(
         Coverage of the intervals.
     random_state : int, RandomState instance or None, default=None
         Seeds the resampling.
+    pos_label : int, str or None, default=None
+        Label of generated images, as in :func:`cross_source_report`.
 
     Returns
     -------

@@ -25,7 +25,9 @@ __all__ = ["LossLandscape", "loss_landscape", "plot_loss_landscape"]
 class LossLandscape:
     """Loss values on a line and on a plane through the trained weights.
 
-    Attributes
+    What :func:`loss_landscape` returns; its fields are its parameters.
+
+    Parameters
     ----------
     coordinates : ndarray of shape (n_points,)
         Step sizes along each direction, from ``-span`` to ``span``.
@@ -81,6 +83,8 @@ def loss_landscape(clf, X, y, *, n_points=21, span=1.0, batch_size=None, random_
     Returns
     -------
     landscape : LossLandscape
+        The grid: step sizes, the losses along one direction and on the plane
+        of two, and the loss at the trained weights.
 
     Notes
     -----
@@ -157,8 +161,20 @@ def plot_loss_landscape(
 
     Parameters
     ----------
-    clf, X, y, n_points, span, batch_size, random_state
-        See :func:`loss_landscape`.
+    clf : RobustMLPClassifier
+        A fitted classifier, see :func:`loss_landscape`.
+    X : array-like of shape (n_samples, n_features)
+        Feature rows, e.g. the training features.
+    y : array-like of shape (n_samples,)
+        Their labels (from ``clf.classes_``).
+    n_points : int, default=21
+        Grid points per direction.
+    span : float, default=1.0
+        The grid covers ``[-span, span]`` along each direction.
+    batch_size : int or None, default=None
+        Samples per loss evaluation, see :func:`loss_landscape`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the directions.
     ax : pair of matplotlib Axes or None, default=None
         ``(ax_1d, ax_2d)``; None makes a new figure.
     path : str, path-like or None, default=None

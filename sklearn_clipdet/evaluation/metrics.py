@@ -50,6 +50,7 @@ def tpr_at_fpr(y_true, y_score, fpr=0.01, *, pos_label=None):
     Returns
     -------
     tpr : float
+        The share of generated images above that threshold.
 
     Examples
     --------
@@ -105,6 +106,7 @@ def accuracy_at_threshold(y_true, y_score, threshold=0.5, *, pos_label=None):
     Returns
     -------
     accuracy : float
+        The fraction of samples whose side of ``threshold`` matches their label.
     """
     targets, scores = _check_inputs(y_true, y_score, pos_label)
     return _accuracy(targets, scores, threshold)

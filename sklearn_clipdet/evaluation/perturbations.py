@@ -198,6 +198,13 @@ class Resize(ImagePerturbation):
 
     @property
     def is_identity(self):
+        """Whether the perturbation leaves the pixels unchanged: scale == 1.
+
+        Returns
+        -------
+        bool
+            True for ``scale == 1``, whose transform returns the images as given.
+        """
         return self.scale == 1
 
     def _perturb(self, image, index, seed):
@@ -229,6 +236,13 @@ class GaussianBlur(ImagePerturbation):
 
     @property
     def is_identity(self):
+        """Whether the perturbation leaves the pixels unchanged: sigma == 0.
+
+        Returns
+        -------
+        bool
+            True for ``sigma == 0``, whose transform returns the images as given.
+        """
         return self.sigma == 0
 
     def _perturb(self, image, index, seed):
@@ -265,9 +279,24 @@ class GaussianNoise(ImagePerturbation):
 
     @property
     def is_identity(self):
+        """Whether the perturbation leaves the pixels unchanged: std == 0.
+
+        Returns
+        -------
+        bool
+            True for ``std == 0``, whose transform returns the images as given.
+        """
         return self.std == 0
 
     def draw_seed(self):
+        """Seed of one transform call, drawn from ``random_state``.
+
+        Returns
+        -------
+        int
+            The seed from which each image's noise generator derives, with the
+            image's index.
+        """
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _perturb(self, image, index, seed):
@@ -301,6 +330,13 @@ class CenterCrop(ImagePerturbation):
 
     @property
     def is_identity(self):
+        """Whether the perturbation leaves the pixels unchanged: fraction == 1.
+
+        Returns
+        -------
+        bool
+            True for ``fraction == 1``, whose transform returns the images as given.
+        """
         return self.fraction == 1
 
     def _perturb(self, image, index, seed):

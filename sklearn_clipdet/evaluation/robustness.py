@@ -102,9 +102,16 @@ def robustness_report(
     threshold : float or None, default=None
         Threshold of the accuracy; None means 0.5 when the classifier has
         ``predict_proba`` (scores are probabilities), else 0.
-    fpr_targets, n_bootstraps, confidence_level, random_state
-        Passed to :func:`~sklearn_clipdet.evaluation.detection_report`. By
-        default no bootstrap intervals are computed (NaN bounds).
+    fpr_targets : sequence of float, default=(0.01, 0.05)
+        False-positive rates at which the true-positive rate is reported.
+    n_bootstraps : int, default=0
+        Bootstrap resamples of the intervals; by default none are computed
+        (NaN bounds).
+    confidence_level : float in (0, 1), default=0.95
+        Coverage of the intervals.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the resampling. All four as in
+        :func:`~sklearn_clipdet.evaluation.detection_report`.
     pos_label : int, str or None, default=None
         Label of generated images, whose probability is the score; None means the
         classifier's ``generated_label_`` (``classes_[1]`` for classifiers without one).
@@ -222,6 +229,7 @@ def plot_robustness(report, *, metric="roc_auc", ax=None, path=None):
     Returns
     -------
     axes : ndarray of matplotlib Axes
+        One Axes per perturbation, in the report's order.
     """
     rows = report[report["metric"] == metric]
     if rows.empty:

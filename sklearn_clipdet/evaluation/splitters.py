@@ -92,7 +92,22 @@ class LeaveOneGeneratorOut(BaseCrossValidator):
         return generators
 
     def get_n_splits(self, X=None, y=None, groups=None):
-        """Number of folds: the number of generators in ``groups``."""
+        """Number of folds: the number of generators in ``groups``.
+
+        Parameters
+        ----------
+        X : object
+            Ignored; present for scikit-learn's splitter interface.
+        y : array-like of shape (n_samples,)
+            Labels, needed to tell generated samples from real ones.
+        groups : array-like of shape (n_samples,)
+            The generator of each generated sample.
+
+        Returns
+        -------
+        int
+            The number of generators, one fold each.
+        """
         if y is None or groups is None:
             raise ValueError("LeaveOneGeneratorOut needs y and groups to count its folds.")
         return len(self.generators(y, groups))
