@@ -6,10 +6,10 @@ import warnings
 
 from .._version import __version__
 from ..exceptions import CommandError
-from . import _audit, _evaluate, _featurize, _predict, _train
+from . import _audit, _calibrate, _evaluate, _explain, _featurize, _predict, _train
 from ._options import Parser, detector_file_after_options
 
-_COMMANDS = (_featurize, _train, _predict, _evaluate, _audit)
+_COMMANDS = (_featurize, _train, _predict, _calibrate, _evaluate, _explain, _audit)
 _README_OFFLINE = "'Offline use' in the README"
 _TINY_MODEL = (
     "python -c \"from sklearn_clipdet.testing import write_tiny_model; "

@@ -83,16 +83,26 @@ def add_detector_arguments(command, data_help):
     command.add_argument("--pretrained", help="with --model: pretrained tag or checkpoint FILE")
 
 
-def add_runtime_options(command):
-    """Device, cache, error policy and progress, for the commands that encode images."""
+def add_runtime_options(command, *, cache=True, on_error=True):
+    """Device, cache, error policy and progress, for the commands that encode images.
+
+    A command without ``cache`` or ``on_error`` gets no such option: no cache, and
+    unreadable images are errors.
+    """
     command.add_argument("--device", default="auto",
                          help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps")
-    command.add_argument("--cache-dir", help="on-disk feature cache folder")
-    command.add_argument(
-        "--on-error", default=ON_ERROR[0], choices=list(ON_ERROR),
-        help="unreadable images and CSV rows without an image: stop with an error (raise, "
-        "the default) or give them NaN features and an empty score (nan)",
-    )
+    if cache:
+        command.add_argument("--cache-dir", help="on-disk feature cache folder")
+    else:
+        command.set_defaults(cache_dir=None)
+    if on_error:
+        command.add_argument(
+            "--on-error", default=ON_ERROR[0], choices=list(ON_ERROR),
+            help="unreadable images and CSV rows without an image: stop with an error (raise, "
+            "the default) or give them NaN features and an empty score (nan)",
+        )
+    else:
+        command.set_defaults(on_error=ON_ERROR[0])
     command.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -148,6 +158,8 @@ non_negative_int = functools.partial(_number, convert=int, accept=lambda v: v >=
                                      requirement="an integer >= 0")
 folds = functools.partial(_number, convert=int, accept=lambda v: v >= 2,
                           requirement="an integer >= 2")
+open_probability = functools.partial(_number, convert=float, accept=lambda v: 0 < v < 1,
+                                     requirement="a number in (0, 1)")
 probability = functools.partial(_number, convert=float, accept=lambda v: 0 <= v <= 1,
                                 requirement="a number in [0, 1]")
 audit_threshold = functools.partial(_number, convert=float, accept=lambda v: 0.5 < v <= 1,
