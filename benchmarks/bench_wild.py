@@ -32,6 +32,7 @@ Sections:
 Usage::
 
     python benchmarks/bench_wild.py [--bootstraps 1000] [--only features,sources,heads]
+    python benchmarks/bench_wild.py --only sources --sources-head default --pools photoreal
 
 Without the shared features it prints why and exits with status 0.
 """
@@ -148,10 +149,13 @@ def section_features(sources, pools, args):
 
 
 def section_sources(sources, pool, feature_name, args):
-    print(f"\n## 2. Sources: what training on each does to the others ({feature_name}, probe)\n")
+    head_name = "the default RobustMLPClassifier" if args.sources_head == "default" else "probe"
+    print(f"\n## 2. Sources: what training on each does to the others ({feature_name}, "
+          f"{head_name})\n")
     print(f"pool: {', '.join(pool)}")
     X, y, groups = stack(sources, pool, lambda d: feature_sets(d)[feature_name])
-    effects = source_effects(probe(), X, y, groups, n_bootstraps=args.bootstraps,
+    head = RobustMLPClassifier(random_state=0) if args.sources_head == "default" else probe()
+    effects = source_effects(head, X, y, groups, n_bootstraps=args.bootstraps,
                              random_state=0)
     table = effects.pivot(index="source", columns="scored_on", values="delta")
     print("AUC with the source in training minus without, per scored source:")
@@ -205,6 +209,10 @@ def main(argv=None):
     parser.add_argument("--only", default="features,sources,heads")
     parser.add_argument("--features", default="blocks 6+8+10 + tiles",
                         help="feature set of sections 2 and 3")
+    parser.add_argument("--sources-head", choices=["probe", "default"], default="probe",
+                        help="head of section 2: the linear probe or RobustMLPClassifier()")
+    parser.add_argument("--pools", choices=["all", "photoreal", "both"], default="both",
+                        help="source pools of section 2")
     args = parser.parse_args(argv)
     missing = [name for name in FILES + (TILES,) if not (FEATURES / name).is_file()]
     if missing:
@@ -221,7 +229,8 @@ def main(argv=None):
     if "features" in only:
         section_features(sources, [SOURCES, photoreal], args)
     if "sources" in only:
-        for pool in (SOURCES, photoreal):
+        pools = {"all": [SOURCES], "photoreal": [photoreal], "both": [SOURCES, photoreal]}
+        for pool in pools[args.pools]:
             section_sources(sources, pool, args.features, args)
     if "heads" in only:
         section_heads(sources, photoreal, args.features, args)
