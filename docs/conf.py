@@ -38,16 +38,10 @@ numpydoc_validation_checks = {
 # Remove an entry once its docstring passes; nothing else is excluded.
 numpydoc_validation_exclude = {
     r"^sklearn_clipdet\.PAPER_RECIPE$",  # classifier.py: a dict, no docstring
-    r"^sklearn_clipdet\.make_detector$",  # pipeline.py: Returns description
-    r"^sklearn_clipdet\.pretrained\.probe_images$",  # n_images, Returns descriptions
-    r"^sklearn_clipdet\.calibration\.min_real_images$",  # fpr description
-    r"^sklearn_clipdet\.evaluation\.plot_tile_scores$",  # explain.py: Returns description
-    r"^sklearn_clipdet\.CLIPFeaturizer\.(fit|get_feature_names_out)$",  # y, input_features, Returns
     # classifier.py: Returns descriptions; the skorch overrides lack Parameters and Returns
     r"^sklearn_clipdet\.RobustMLPClassifier\.(batch_size_for|decision_function|fit|fit_loop"
     r"|forward_iter|get_dataset|get_iterator|get_split_datasets|partial_fit|predict_proba"
     r"|train_step_single)$",
-    r"^sklearn_clipdet\.modules\.DetectorMLP\.(forward|set_standardization)$",  # no docstring; X
 }
 # Classes inherited from skorch and scikit-learn carry their own docstring styles.
 suppress_warnings = ["autosummary.import_cycle"]

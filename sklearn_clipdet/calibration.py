@@ -29,6 +29,7 @@ def min_real_images(fpr):
     Parameters
     ----------
     fpr : float in (0, 1)
+        The false-positive rate to guarantee.
 
     Returns
     -------

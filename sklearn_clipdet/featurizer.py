@@ -301,11 +301,13 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
             A DataFrame with ``image_column`` and/or ``text_column``, or a
             sequence of images (of captions when ``modalities="text"``). None
             skips the layout check (the featurizer learns nothing from data).
-        y : ignored
+        y : None
+            Ignored; present for the scikit-learn API.
 
         Returns
         -------
         self : CLIPFeaturizer
+            The fitted featurizer.
         """
         self._validate_params()
         if X is not None:
@@ -380,11 +382,13 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        input_features : ignored
+        input_features : None
+            Ignored; present for the scikit-learn API.
 
         Returns
         -------
         feature_names_out : ndarray of str objects
+            One name per output column.
         """
         check_is_fitted(self)
         backbone = self.load_backbone()
@@ -418,8 +422,9 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
     def load_backbone(self):
         """The open_clip backbone these settings select, loaded on first use.
 
-        Featurizers with the same model settings share one loaded model per
-        process (see :func:`~sklearn_clipdet._clip._backbone.load_backbone`).
+        Featurizers with the same model settings (``model_name``,
+        ``pretrained``, ``device``, ``precision``) share one loaded model per
+        process, which is never pickled with them.
 
         Returns
         -------

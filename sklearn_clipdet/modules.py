@@ -68,6 +68,13 @@ class DetectorMLP(nn.Module):
         Computed in float64, ``chunk_rows`` rows at a time (two passes), so the
         memory needed does not grow with the number of rows. Features that do
         not vary in ``X`` keep a scale of one.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The training rows.
+        chunk_rows : int, default=65536
+            Rows converted to float64 at a time.
         """
         X = torch.as_tensor(X)
 
@@ -82,6 +89,18 @@ class DetectorMLP(nn.Module):
         self.input_scale.copy_(torch.where(std > 1e-12, std, torch.ones_like(std)))
 
     def forward(self, X):
+        """The logit of each row.
+
+        Parameters
+        ----------
+        X : torch.Tensor of shape (n_samples, n_features)
+            Input rows, standardised here when ``standardize``.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_samples,)
+            One logit a row.
+        """
         if self.standardize:
             X = (X - self.input_mean) / self.input_scale
         return self.output(self.hidden(X)).squeeze(-1)

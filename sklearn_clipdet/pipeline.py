@@ -87,6 +87,7 @@ def make_detector(
     Returns
     -------
     sklearn.pipeline.Pipeline
+        The unfitted detector: a featurizer step, then the classifier step.
 
     Examples
     --------

@@ -51,6 +51,7 @@ def probe_images(n_images=4, size=(320, 256)):
     Parameters
     ----------
     n_images : int, default=4
+        How many images.
     size : tuple of int, default=(320, 256)
         (width, height); larger than the model input, so the tiles view has
         cells to choose from.
@@ -58,6 +59,7 @@ def probe_images(n_images=4, size=(320, 256)):
     Returns
     -------
     list of ndarray of shape (height, width, 3), dtype uint8
+        The images, the same on every call.
     """
     width, height = size
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)

@@ -97,6 +97,7 @@ def plot_tile_scores(image, table, *, ax=None, path=None, cmap="coolwarm"):
     Returns
     -------
     matplotlib Axes
+        The axes drawn on.
     """
     import matplotlib as mpl
 
