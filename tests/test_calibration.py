@@ -62,3 +62,12 @@ def test_calibrate_returns_a_thresholded_copy_that_files_and_clones_keep(tmp_pat
     assert load_detector(tmp_path / "calibrated.safetensors").threshold == threshold
     with pytest.raises(ValueError, match="needs at least 99"):
         calibrate(pipe, real, fpr=0.01)
+
+
+def test_a_detector_whose_generated_label_sorts_first_is_refused():
+    X, y = make_classification(n_samples=120, n_features=6, random_state=0)
+    labels = np.where(y == 1, "fake", "real")  # "fake" sorts first: classes_[0]
+    clf = RobustMLPClassifier(max_epochs=2, generated_label="fake", random_state=0)
+    pipe = make_pipeline(FunctionTransformer(), clf).fit(X, labels)
+    with pytest.raises(ValueError, match="generated label 'fake' is classes_"):
+        calibrate(pipe, X[labels == "real"][:40], fpr=0.05)
