@@ -135,8 +135,8 @@ def calibrate(detector, real_images, *, fpr=0.01):
     generated = getattr(head, "generated_label_", None)
     if generated is not None and generated != head.classes_[1]:
         raise ValueError(
-            f"The detector's generated label {generated!r} is classes_[0], but its threshold "
-            f"applies to the probability of classes_[1] ({head.classes_[1]!r}); retrain it "
+            f"The detector's generated label {str(generated)!r} is classes_[0], but its threshold "
+            f"applies to the probability of classes_[1] ({str(head.classes_[1])!r}); retrain it "
             "with labels where the generated one sorts last (e.g. 0 real, 1 generated)."
         )
     scores = detector.predict_proba(real_images)[:, 1]
