@@ -27,7 +27,8 @@ Sections:
 2. sources: what training on each source does to the others
    (:func:`sklearn_clipdet.evaluation.source_effects`), on the chosen features;
 3. heads on the chosen features and sources: linear probe, RBF SVM, MLPClassifier,
-   the default ``RobustMLPClassifier``, its loss and SAM ablations and ``PAPER_RECIPE``.
+   the default ``RobustMLPClassifier``, its loss and SAM ablations and ``PAPER_RECIPE``
+   (the last two heads, the paper's network, take about 15 minutes a fit on 2 cores).
 
 Usage::
 
