@@ -510,11 +510,10 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
                 raise error
             errors.setdefault(error.index, error)
 
-        todo = [None if index in errors else image for index, image in enumerate(images)]
-        pending = [index for index, image in enumerate(todo) if image is not None]
+        pending = [index for index in range(len(images)) if index not in errors]
         block = np.full((len(images), sum(widths)), np.nan, dtype=np.float32)
         block[pending] = view.features(
-            [todo[index] for index in pending], cache=cache,
+            [images[index] for index in pending], cache=cache,
             cache_key=lambda content: self._cache_key(prefix, content),
             batch_size=self.batch_size,
             workers=default_workers() if self.num_workers is None else self.num_workers,

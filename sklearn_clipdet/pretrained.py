@@ -12,11 +12,11 @@ synthetic probe images; at load time the backbone the user gives encodes the sam
 and a backbone whose features disagree is refused.
 """
 
-import json
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from ._utils._files import atomic_write
@@ -53,8 +53,9 @@ def probe_images(n_images=4, size=(320, 256)):
     n_images : int, default=4
         How many images.
     size : tuple of int, default=(320, 256)
-        (width, height); larger than the model input, so the tiles view has
-        cells to choose from.
+        (width, height); larger than the model input, so that the resize
+        view resizes and the tiles view cuts a native-resolution cell (one, for
+        a 224-pixel input, repeated).
 
     Returns
     -------
@@ -93,9 +94,8 @@ def save_probes(detector, detector_path):
         the probes go to :func:`probes_path` of it.
     """
     features = detector[:-1].transform(probe_images()).astype(np.float32)
-    metadata = {"min_cosine": json.dumps(MIN_PROBE_COSINE)}
     atomic_write(probes_path(detector_path), lambda temporary: save_file(
-        {_PROBE_KEY: features}, str(temporary), metadata=metadata))
+        {_PROBE_KEY: features}, str(temporary)))
 
 
 def check_probes(detector, detector_path):
@@ -117,13 +117,13 @@ def check_probes(detector, detector_path):
     ------
     DetectorFileError
         When the probe file is missing or unreadable, or when a probe's
-        cosine is under the stored minimum: the backbone is not the one the
+        cosine is under :data:`MIN_PROBE_COSINE`: the backbone is not the one the
         head was trained on, and its scores would mean nothing.
     """
     path = probes_path(detector_path)
     try:
         stored = load_file(str(path))[_PROBE_KEY]
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, SafetensorError) as exc:
         raise DetectorFileError(f"{path}: no readable probe features ({exc}).") from exc
     computed = detector[:-1].transform(probe_images(len(stored)))
     if computed.shape != stored.shape:

@@ -76,3 +76,16 @@ def test_a_detector_without_tiles_is_refused(detector, photo):
                                              num_workers=0)), ("c", detector[-1])])
     with pytest.raises(ValueError, match="views='resize\\+tiles'"):
         tile_scores(resized, photo)
+
+
+def test_steps_between_the_featurizer_and_the_head_are_applied(detector, photo):
+    from sklearn.preprocessing import StandardScaler
+
+    features = detector[0].transform([str(photo)] * 3)
+    scaler = StandardScaler(with_mean=False).fit(np.vstack([features, features * 2]))
+    head = RobustMLPClassifier(hidden_layer_sizes=(), max_epochs=2, random_state=0).fit(
+        scaler.transform(np.vstack([features, features * 2])), [0, 0, 0, 1, 1, 1])
+    three = Pipeline([("f", detector[0]), ("s", scaler), ("c", head)])
+    table = tile_scores(three, photo)
+    assert table.attrs["image_score"] == pytest.approx(
+        three.predict_proba([str(photo)])[0, 1], abs=1e-6)

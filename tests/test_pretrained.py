@@ -80,3 +80,13 @@ def test_the_shipped_file_names_its_backbone_views_and_blocks():
     detector = load_detector(PRETRAINED_DETECTOR)
     assert detector[-1].module_.output.in_features == 2 * 3 * 768
     assert 0 < MIN_PROBE_COSINE < 1
+
+
+def test_a_damaged_probe_file_is_a_detector_file_error(tiny_pretrained, tmp_path):
+    from sklearn_clipdet.pretrained import probes_path
+
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(tiny_pretrained["path"].read_bytes())
+    probes_path(copy).write_bytes(probes_path(tiny_pretrained["path"]).read_bytes()[:40])
+    with pytest.raises(DetectorFileError, match="no readable probe features"):
+        load_pretrained(model_name=tiny_pretrained["model"], pretrained=None, path=copy)

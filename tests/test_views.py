@@ -138,3 +138,21 @@ def test_views_and_tile_count_are_validated(tiny_deep):
         CLIPFeaturizer(tiny_deep, None, views="crops").fit(None)
     with pytest.raises(ValueError, match="n_tiles"):
         CLIPFeaturizer(tiny_deep, None, n_tiles=0).fit(None)
+
+
+def test_a_missing_image_is_an_error_in_the_tiles_view_alone(tiny_deep, photos):
+    with pytest.raises(ImageDecodeError, match="Sample 1 .*missing image"):
+        _featurizer(tiny_deep, views="tiles").transform([photos[0], None])
+    lenient = _featurizer(tiny_deep, views="tiles", on_error="nan")
+    with pytest.warns(UserWarning, match="could not be read"):
+        features = lenient.transform([photos[0], None])
+    assert np.isnan(features[1]).all() and lenient.failed_indices_.tolist() == [1]
+
+
+def test_a_strip_whose_enlargement_passes_the_pixel_limit_is_refused(tiny_deep, tmp_path):
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.full((2, 400, 3), 100, np.uint8)).save(strip)  # 800 px, 16 x 6400 tiled
+    with pytest.raises(ImageDecodeError, match="once its short side is enlarged"):
+        _featurizer(tiny_deep, views="tiles", max_image_pixels=100_000).transform([str(strip)])
+    assert _featurizer(tiny_deep, views="resize", max_image_pixels=100_000).transform(
+        [str(strip)]).shape == (1, 64)

@@ -1,7 +1,7 @@
 """The featurizer's ``"tiles"`` view: pooled features of native-resolution tiles.
 
 Each image is decoded at full size, its tiles are chosen by the rule of
-:mod:`sklearn_clipdet._tiles`, each tile goes through the model as an image of its
+:mod:`sklearn_clipdet._images._tiles`, each tile goes through the model as an image of its
 own (the model's resize and crop leave a tile of its input size unchanged), and the
 tiles' features, each layer L2-normalised when the featurizer normalises, are averaged
 into one row. The cache stores every tile's raw features, so ``normalize`` can change
@@ -144,6 +144,7 @@ class TileView:
         if self.normalize:
             parts = np.split(raw, np.cumsum(self.widths)[:-1], axis=1)
             raw = np.concatenate(
-                [part / np.linalg.norm(part, axis=1, keepdims=True) for part in parts], axis=1
+                [part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+                 for part in parts], axis=1
             )
         return raw.mean(axis=0)

@@ -96,12 +96,27 @@ def native_tiles(image, size, count):
     return np.stack([pixels[top:bottom, left:right] for left, top, right, bottom in chosen])
 
 
+def enlarged_pixels(width, height, size):
+    """Pixels of a ``width`` x ``height`` image once :func:`enlarge_to` has enlarged it."""
+    scale = max(1.0, size / min(width, height))
+    return max(size, round(width * scale)) * max(size, round(height * scale))
+
+
 def decode_tiles(source, size, count, max_image_pixels):
     """The tiles of a :func:`~sklearn_clipdet._images.load_source` result, decoded at full size.
 
-    Decoding holds the image's pixels within the process's decoding budget
-    (``DECODE_BUDGET``) until its tiles are cut.
+    Decoding holds the image's pixels, as enlarged for a short side under
+    ``size``, within the process's decoding budget (``DECODE_BUDGET``) until
+    its tiles are cut; an image whose enlargement would pass ``max_image_pixels``
+    (a thin strip) is refused like a larger one.
     """
     image = open_image(source, DecodeOptions(draft=False, max_image_pixels=max_image_pixels))
-    with DECODE_BUDGET.reserve(image.width * image.height):
+    pixels = enlarged_pixels(image.width, image.height, size)
+    if max_image_pixels is not None and pixels > max_image_pixels:
+        raise ValueError(
+            f"image of {image.width}x{image.height} would have {pixels} pixels once its short "
+            f"side is enlarged to {size} for the tiles, more than max_image_pixels="
+            f"{max_image_pixels}"
+        )
+    with DECODE_BUDGET.reserve(pixels):
         return native_tiles(load_rgb(image), size, count)

@@ -71,8 +71,9 @@ def tile_scores(detector, image):
     table = pd.DataFrame(cells, columns=["left", "top", "right", "bottom"])
     table["entropy"] = entropies
     table["pooled"] = [cell in chosen for cell in cells]
-    table["score"] = head.predict_proba(rows)[:, positive]
-    table.attrs["image_score"] = float(head.predict_proba(whole)[0, positive])
+    scorer = detector[1:]  # any steps between the featurizer and the head, then the head
+    table["score"] = scorer.predict_proba(rows)[:, positive]
+    table.attrs["image_score"] = float(scorer.predict_proba(whole)[0, positive])
     table.attrs["size"] = picture.size
     return table
 
@@ -101,7 +102,8 @@ def plot_tile_scores(image, table, *, ax=None, path=None, cmap="coolwarm"):
     """
     import matplotlib as mpl
 
-    picture = decode_image(load_source(image, None))
+    picture = decode_image(load_source(image, None), DecodeOptions(draft=False,
+                                                                   max_image_pixels=None))
     if picture.size != table.attrs.get("size", picture.size):
         picture = picture.resize(table.attrs["size"])
     if ax is None:
