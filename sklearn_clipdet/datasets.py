@@ -234,7 +234,7 @@ def _find_images(root, extensions):
                 kept.append(name)
             else:
                 outside.append(relative_dir / name)
-        dirnames[:] = kept
+        dirnames[:] = sorted(kept)  # a folder reached twice keeps the same path everywhere
         for name in filenames:
             if not name.startswith(".") and name.lower().endswith(extensions):
                 if inside(os.path.join(dirpath, name)):

@@ -327,8 +327,8 @@ def open_limited(file, max_pixels):
 #: the JPEG of cameras with a second picture). Other formats PIL knows are refused without
 #: being opened: some run external programs on the file (PostScript and EPS run Ghostscript)
 #: or are not pictures of a scene.
-RASTER_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "TGA", "ICO",
-                  "JPEG2000")
+RASTER_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF", "PPM", "TGA",
+                  "ICO", "JPEG2000")
 
 
 def _identify(file):
@@ -365,9 +365,9 @@ def _identify(file):
                 continue
     if refused is not None:
         raise ValueError(
-            f"the data is in the {refused} format, which is not decoded (only "
-            f"{', '.join(RASTER_FORMATS)} images are; {refused} files can run programs or are "
-            "not pictures)"
+            f"the data is in the {refused} format, which is not decoded: only "
+            f"{', '.join(RASTER_FORMATS)} images are (other formats PIL knows are refused "
+            "unopened, since some, such as PostScript, run programs)"
         )
     raise Image.UnidentifiedImageError("cannot identify image file")
 
