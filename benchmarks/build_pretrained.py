@@ -149,6 +149,16 @@ def main(argv=None):
         auc, low, high = bootstrap_metric(roc_auc_score, labels,
                                           classifier.predict_proba(rows)[:, 1], random_state=0)
         print(f"  {source:8s} {auc:.3f} [{low:.3f}, {high:.3f}]  ({len(labels)} images)")
+    print("  distance from the training rows (evaluation.training_distance), median and 95th "
+          "percentile:")
+    module = classifier.module_
+    mean, scale = module.input_mean.double().numpy(), module.input_scale.double().numpy()
+    for source in SOURCES:
+        rows = feature_sets(sources[source])[FEATURES_NAME].astype(np.float64)
+        distance = np.sqrt((((rows - mean) / scale) ** 2).mean(axis=1))
+        trained = "trained on" if source in TRAINING_SOURCES else "never seen"
+        print(f"    {source:8s} {np.median(distance):.2f}  {np.percentile(distance, 95):.2f}  "
+              f"({trained})")
 
     print("\n## 5. The files")
     for path in (out, probes_path(out)):

@@ -11,6 +11,7 @@
   sources (leave one source out), and what training on each source does to the others;
 - :func:`tile_scores` and :func:`plot_tile_scores`: a score for every native-resolution
   cell of an image, and its map;
+- :func:`training_distance`: how far each image lies from the detector's training data;
 - :func:`audit_shortcuts`: whether trivial properties (size, file format,
   captions, ...) separate the classes of a data set;
 - :func:`plot_loss_landscape`: loss surfaces around the trained weights;
@@ -29,6 +30,7 @@ from .metrics import (
     equal_error_rate,
     tpr_at_fpr,
 )
+from .novelty import training_distance
 from .perturbations import CenterCrop, GaussianBlur, GaussianNoise, JPEGCompress, Resize
 from .robustness import default_perturbations, plot_robustness, robustness_report
 from .scoring import score_images
@@ -61,5 +63,6 @@ __all__ = [
     "score_images",
     "source_effects",
     "tile_scores",
+    "training_distance",
     "tpr_at_fpr",
 ]
