@@ -128,3 +128,22 @@ def test_errors_name_the_sample():
         audit_shortcuts(images, [0, 1, 1, 1])
     with pytest.raises(ValueError, match="threshold"):
         audit_shortcuts(images, [0, 1, 0, 1], threshold=0.3)
+
+
+def test_a_set_without_jpegs_is_audited():
+    """No image has a JPEG quality: that column is left out of the combined model."""
+    import io
+
+    from PIL import Image
+
+    from sklearn_clipdet.evaluation import audit_shortcuts
+
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(20):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (30 + i, 40, 3), np.uint8)).save(buffer, "PNG")
+        images.append(buffer.getvalue())
+    audit = audit_shortcuts(images, np.tile([0, 1], 10), cv=3).set_index("property")
+    assert np.isnan(audit.loc["jpeg_quality", "auc"])
+    assert np.isfinite(audit.loc["all_image_properties", "auc"])

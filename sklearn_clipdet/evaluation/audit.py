@@ -281,6 +281,9 @@ def _audit_numeric(name, values, targets, splitter, random_state, medians=False)
     if values.isna().all().all():
         return [name, np.nan, np.nan, *medians, "not available for these inputs "
                 "(in-memory images have no file; only JPEGs have a quality)"]
+    # A property no image has (JPEG quality in a set of PNGs) says nothing; the model cannot
+    # bin a column of NaN alone.
+    values = values.loc[:, ~values.isna().all()]
     if len(values.drop_duplicates()) <= 1:
         return [name, 0.5, 0.0, *medians, "same value for every image"]
     model = HistGradientBoostingClassifier(
