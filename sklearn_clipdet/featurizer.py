@@ -416,6 +416,11 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
         super()._validate_params()  # scikit-learn checks _parameter_constraints
         if not self.model_name:
             raise ValueError("model_name must be a non-empty str.")
+        if self.cache_dir is not None and not os.fspath(self.cache_dir):
+            raise ValueError(
+                "cache_dir='' would put the cache in the current folder; name a folder, or "
+                "use None for no cache."
+            )
 
     # --- model and cache ---------------------------------------------------------------------
 

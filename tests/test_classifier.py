@@ -684,3 +684,14 @@ def test_constant_rate_after_an_annealed_run_is_lr(data):
     annealed = clf.optimizer_.param_groups[0]["lr"]
     clf.set_params(lr_schedule=None).partial_fit(X, y)
     assert annealed < clf.lr and clf.optimizer_.param_groups[0]["lr"] == clf.lr
+
+
+def test_layer_sizes_given_as_a_list_keep_a_network_of_the_same_sizes():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 4)), np.tile([0, 1], 20)
+    clf = RobustMLPClassifier(hidden_layer_sizes=(8, 8), max_epochs=1, random_state=0).fit(X, y)
+    before = clf.predict_proba(X)
+    clf.set_params(hidden_layer_sizes=[8, 8])
+    np.testing.assert_array_equal(clf.predict_proba(X), before)  # still fitted, same weights
+    clf.set_params(hidden_layer_sizes=[8, 4])
+    assert not clf.initialized_

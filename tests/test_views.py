@@ -156,3 +156,8 @@ def test_a_strip_whose_enlargement_passes_the_pixel_limit_is_refused(tiny_deep, 
         _featurizer(tiny_deep, views="tiles", max_image_pixels=100_000).transform([str(strip)])
     assert _featurizer(tiny_deep, views="resize", max_image_pixels=100_000).transform(
         [str(strip)]).shape == (1, 64)
+
+
+def test_an_empty_cache_dir_is_refused(tiny_deep):
+    with pytest.raises(ValueError, match="cache_dir=''"):
+        CLIPFeaturizer(tiny_deep, None, cache_dir="").fit(None)

@@ -134,7 +134,9 @@ class SkorchParamsMixin:
         if "generated_label" in params:
             generated_label = self._generated_label(params["generated_label"], self.classes_)
         network_changed = any(
-            name in _NETWORK_PARAMS and params[name] != current[name] for name in params
+            name in _NETWORK_PARAMS and _network_value(name, params[name])
+            != _network_value(name, current[name])
+            for name in params
         )
         self._store_params(params)
         if network_changed:
@@ -230,3 +232,10 @@ class SkorchParamsMixin:
         else:
             self.optimizer_ = torch.optim.AdamW(params, **adamw)
         return self
+
+
+def _network_value(name, value):
+    """A network parameter as the network sees it: a list of layer sizes equals the tuple."""
+    if name == "hidden_layer_sizes" and isinstance(value, (list, tuple)):
+        return tuple(value)
+    return value
