@@ -34,6 +34,7 @@ from ._images._reading import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageDecodeError,
     ImageDecodeWarning,
+    check_pixel_limit,
     content_hash,
     describe_input,
     load_source,
@@ -551,6 +552,8 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
                 if cache is not None:
                     prepared.vector = cache.get(prepared.key, dim)
                     if prepared.vector is not None:
+                        with sample_errors(index, item):
+                            check_pixel_limit(source, self.max_image_pixels)
                         return prepared
                 decoder.prepare(prepared, source)
             except ImageDecodeError as error:

@@ -161,3 +161,14 @@ def test_a_strip_whose_enlargement_passes_the_pixel_limit_is_refused(tiny_deep, 
 def test_an_empty_cache_dir_is_refused(tiny_deep):
     with pytest.raises(ValueError, match="cache_dir=''"):
         CLIPFeaturizer(tiny_deep, None, cache_dir="").fit(None)
+
+
+@pytest.mark.parametrize("views", ["resize", "tiles"])
+def test_a_cache_hit_does_not_bypass_the_pixel_limit(tiny_deep, photos, tmp_path, views):
+    """Features cached under a higher limit are not returned for an image the current limit
+    refuses: the result does not depend on the cache's state."""
+    large = _featurizer(tiny_deep, views=views, cache_dir=tmp_path).transform(photos[:1])
+    assert np.isfinite(large).all()
+    strict = _featurizer(tiny_deep, views=views, cache_dir=tmp_path, max_image_pixels=1000)
+    with pytest.raises(ImageDecodeError, match="Sample 0 .*more than the limit of 1000"):
+        strict.transform(photos[:1])

@@ -296,6 +296,27 @@ def _first_frame(image):
         image.seek(position)
 
 
+def check_pixel_limit(source, max_pixels):
+    """Raise as decoding would for a :func:`load_source` result over ``max_pixels`` pixels.
+
+    Reads an encoded image's header only; for a cached sample, whose pixels are
+    not decoded, this keeps the limit a property of the sample, not of the cache.
+    """
+    if max_pixels is None:
+        return
+    if isinstance(source, bytes):
+        open_limited(io.BytesIO(source), max_pixels).close()
+        return
+    height, width = (source.shape[:2] if isinstance(source, np.ndarray)
+                     else (source.height, source.width))
+    if width * height > max_pixels:
+        raise Image.DecompressionBombError(
+            f"image has {width}x{height} = {width * height} pixels, more than the limit of "
+            f"{max_pixels} (a guard against decompression bombs); raise max_image_pixels to "
+            "read it"
+        )
+
+
 def open_limited(file, max_pixels):
     """Open an image file object (header only, like ``Image.open``), refusing more than
     ``max_pixels`` pixels.

@@ -18,7 +18,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ._decoding import ordered_map
-from ._reading import ImageDecodeError, content_hash, load_source, sample_errors
+from ._reading import (
+    ImageDecodeError,
+    check_pixel_limit,
+    content_hash,
+    load_source,
+    sample_errors,
+)
 from ._tiles import TILE_RULE, decode_tiles
 
 __all__ = ["TileView"]
@@ -97,6 +103,7 @@ class TileView:
                         sample.key = cache_key(content_hash(source))
                         stored = cache.get(sample.key, count * dim)
                         if stored is not None:
+                            check_pixel_limit(source, self.max_image_pixels)
                             sample.raw = stored.reshape(count, dim)
                             return sample
                     sample.tiles = decode_tiles(source, size, count, self.max_image_pixels)
