@@ -309,7 +309,12 @@ def check_pixel_limit(source, max_pixels):
         return
     height, width = (source.shape[:2] if isinstance(source, np.ndarray)
                      else (source.height, source.width))
-    if width * height > max_pixels:
+    _check_pixels(width, height, max_pixels)
+
+
+def _check_pixels(width, height, max_pixels):
+    """Raise DecompressionBombError for an image of more than ``max_pixels`` (None: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
         raise Image.DecompressionBombError(
             f"image has {width}x{height} = {width * height} pixels, more than the limit of "
             f"{max_pixels} (a guard against decompression bombs); raise max_image_pixels to "
@@ -334,13 +339,7 @@ def open_limited(file, max_pixels):
         When no PIL format recognises the data.
     """
     image = _identify(file)
-    pixels = image.width * image.height
-    if max_pixels is not None and pixels > max_pixels:
-        raise Image.DecompressionBombError(
-            f"image has {image.width}x{image.height} = {pixels} pixels, more than the limit of "
-            f"{max_pixels} (a guard against decompression bombs); raise max_image_pixels to "
-            "read it"
-        )
+    _check_pixels(image.width, image.height, max_pixels)
     return image
 
 
