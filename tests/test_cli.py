@@ -97,7 +97,7 @@ def test_predict_writes_the_score_and_label_of_each_image(trained, small_folder,
     out = tmp_path / "scores.csv"
     assert predict(trained, small_folder, out, model=tiny_model_name) == 0
     table = pd.read_csv(out)
-    assert list(table.columns) == ["image", "score", "label"]
+    assert list(table.columns) == ["image", "score", "label", "distance"]
     assert len(table) == 12 and table["score"].between(0, 1).all()
     # The score is the probability of label 1 (generated); the label is the detector's decision.
     detector = load_detector(trained, model_name=tiny_model_name)
@@ -155,7 +155,7 @@ def test_outputs_in_a_folder_without_write_permission_fail_before_the_work(
 def test_predict_to_parquet(trained, small_folder, tmp_path, tiny_model_name):
     out = tmp_path / "scores.parquet"
     assert predict(trained, small_folder, out, model=tiny_model_name) == 0
-    assert list(pd.read_parquet(out).columns) == ["image", "score", "label"]
+    assert list(pd.read_parquet(out).columns) == ["image", "score", "label", "distance"]
 
 
 def test_evaluate_prints_metrics_and_writes_roc(trained, small_folder, tmp_path, capsys,

@@ -33,9 +33,16 @@ def test_predict_without_a_detector_file_uses_the_shipped_one(shipped, tmp_path)
                  "--quiet"]) == 0
     table = pd.read_csv(out)
     tested = sorted(str(p) for p in SAMPLE_TEST.rglob("*.jpg"))
-    assert sorted(table["image"]) == tested and list(table.columns) == ["image", "score", "label"]
+    assert sorted(table["image"]) == tested
+    assert list(table.columns) == ["image", "score", "label", "distance"]
     expected = shipped["detector"].predict_proba(table["image"].tolist())[:, 1]
     np.testing.assert_allclose(table["score"], expected, atol=1e-5)
+    # The distance from the training rows, from the same features as the scores.
+    from sklearn_clipdet.evaluation import training_distance
+
+    np.testing.assert_allclose(
+        table["distance"], training_distance(shipped["detector"], table["image"].tolist()),
+        rtol=1e-5)
     assert set(table["label"]) <= {0, 1}
 
 

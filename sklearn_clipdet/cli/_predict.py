@@ -16,23 +16,33 @@ def add_parser(commands):
     predict.add_argument(
         "--out", required=True, type=_options.table_file,
         help="output table (.csv or .parquet): image, score (probability that the image is "
-        "generated) and label (the detector's decision at its threshold)",
+        "generated), label (the detector's decision at its threshold) and distance (how far "
+        "the image lies from the training data: about 1 for images like it, more for others)",
     )
     predict.set_defaults(run=main)
     return predict
 
 
 def main(args):
+    import numpy as np
     import pandas as pd
+    from sklearn.pipeline import Pipeline
 
-    from ..evaluation import score_images
+    from ..evaluation import score_images, training_distance
 
     check_outputs(args.out)
     check_runtime(args)
     data = read_data(args.data, need_labels=False, on_error=args.on_error)
     detector = load_detector(args)
-    scores, labels = run(score_images, detector, model_input(data), return_labels=True)
-    out = pd.DataFrame({"image": data["image"].to_numpy(), "score": scores, "label": labels})
+    # Images are encoded once; the scores and the distances both read their features.
+    features = run(detector[:-1].transform, model_input(data))
+    on_features = Pipeline([("features", "passthrough"), ("classifier", detector[-1])])
+    scores, labels = run(score_images, on_features, features, return_labels=True)
+    standardizes = getattr(getattr(detector[-1], "module_", None), "standardize", False)
+    distance = (training_distance(on_features, features) if standardizes
+                else np.full(len(features), np.nan))
+    out = pd.DataFrame({"image": data["image"].to_numpy(), "score": scores, "label": labels,
+                        "distance": distance})
     write_table(out, args.out)
     print(f"wrote {len(out)} scores (probability that the image is generated) and predicted "
           f"labels to {args.out}")
