@@ -417,6 +417,8 @@ _REQUIRED_CLASSIFIER = {
     "feature_names_in": (list, type(None)),
 }
 _LABEL_TYPES = (str, int, float, bool)
+# Step names that would be taken for the Pipeline's own parameters.
+_PIPELINE_PARAMS = ("steps", "memory", "verbose", "transform_input")
 _LABEL_DTYPE_KINDS = "biufU"
 _LABEL_DTYPE_MAX_BYTES = 2**18
 
@@ -429,7 +431,7 @@ def _read_header(path, metadata):
         )
     try:
         header = json.loads(metadata[_HEADER_KEY])
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of 5,000 digits
         raise DetectorFileError(f"{path}: the detector header is not valid JSON: {exc}") from exc
     _check_fields(path, header, _REQUIRED, "header")
     version = header["format_version"]
@@ -443,7 +445,8 @@ def _read_header(path, metadata):
     if header["featurizer"] is not None and not (
         isinstance(steps, list)
         and len(steps) == 2
-        and all(isinstance(name, str) and name and "__" not in name for name in steps)
+        and all(isinstance(name, str) and name and "__" not in name
+                and name not in _PIPELINE_PARAMS for name in steps)
         and steps[0] != steps[1]
     ):
         raise DetectorFileError(f"{path}: the header does not name the two pipeline steps.")
@@ -463,8 +466,9 @@ def _check_fields(path, section, required, where):
 
 def _build_classifier(path, config, tensors):
     params = dict(config["params"])
-    if params.get("callbacks") not in (None, []):
-        raise DetectorFileError(f"{path}: a detector file holds no callbacks.")
+    if params.get("callbacks") not in (None, []) or any(
+            name.startswith("callbacks__") for name in params):
+        raise DetectorFileError(f"{path}: a detector file holds no callbacks or their settings.")
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     # Files of sklearn-clipdet 0.1 predate these parameters and their defaults.
@@ -527,7 +531,12 @@ def _saved_classes(path, config):
         dtype.kind not in _LABEL_DTYPE_KINDS or dtype.itemsize > _LABEL_DTYPE_MAX_BYTES
     ):
         raise DetectorFileError(f"{path}: classes_dtype {dtype.str!r} cannot hold labels.")
-    classes = np.array(labels, dtype=dtype)
+    try:
+        classes = np.array(labels, dtype=dtype)
+    except (OverflowError, ValueError) as exc:
+        raise DetectorFileError(
+            f"{path}: classes {labels!r} do not fit classes_dtype {config['classes_dtype']!r}."
+        ) from exc
     if classes.tolist() != labels:
         raise DetectorFileError(
             f"{path}: classes {labels!r} do not survive conversion to classes_dtype "

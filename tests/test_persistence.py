@@ -511,3 +511,30 @@ def test_files_from_before_standardize_and_auto_batches_load_as_trained(saved, l
     assert loaded[-1].standardize is False and loaded[-1].batch_size == 2048
     features = detector[:-1].transform(paths)
     np.testing.assert_array_equal(loaded[-1].predict_proba(features), old.predict_proba(features))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_set_param("callbacks__print_log__sink", "print"), "no callbacks or their settings"),
+    (_set(None, "steps", ["memory", "robustmlpclassifier"]), "name the two pipeline steps"),
+    (_set(None, "steps", ["clipfeaturizer", "verbose"]), "name the two pipeline steps"),
+    (_set("classifier", "classes_dtype", "|i1"), "do not fit classes_dtype"),
+])
+def test_settings_that_break_a_later_refit_or_labels_out_of_range_are_refused(
+        saved, load, edit, message):
+    def with_large_labels(header):
+        header["classifier"]["classes"] = [0, 300]  # 300 does not fit in int8
+        edit(header)
+
+    _craft(saved, edit_header=with_large_labels if "dtype" in message else edit)
+    with pytest.raises(DetectorFileError, match=message):
+        load(saved)
+
+
+def test_a_five_thousand_digit_integer_is_a_detector_file_error(saved):
+    with safe_open(str(saved), framework="pt") as file:
+        text = file.metadata()["sklearn_clipdet"]
+        tensors = {name: file.get_tensor(name) for name in file.keys()}
+    text = text.replace('"max_epochs": ', '"max_epochs": ' + "9" * 5000 + ", \"_\": ", 1)
+    save_file(tensors, str(saved), metadata={"sklearn_clipdet": text})
+    with pytest.raises(DetectorFileError, match="not valid JSON"):
+        load_detector(saved)
