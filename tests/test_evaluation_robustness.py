@@ -125,8 +125,8 @@ def test_plot_to_png_and_onto_given_axes(fitted, tmp_path):
     path = tmp_path / "robustness.png"
     perturbations = {"jpeg": [JPEGCompress(90), JPEGCompress(40)],
                      "blur": [GaussianBlur(1.0), GaussianBlur(3.0)]}
-    report = robustness_report(pipe, X, y, perturbations, n_bootstraps=20, random_state=0,
-                               plot_path=path)
+    report = robustness_report(pipe, X, y, perturbations, n_bootstraps=20, random_state=0)
+    plot_robustness(report, path=path)
     data = path.read_bytes()
     assert data[:8] == PNG_MAGIC and len(data) > 10_000
     assert report["ci_low"].notna().all()

@@ -71,9 +71,6 @@ def robustness_report(
     pos_label=None,
     image_column=None,
     chunk_size=32,
-    ax=None,
-    plot_path=None,
-    plot_metric="roc_auc",
     verbose=0,
 ):
     """Metrics of a fitted detector on clean and on perturbed copies of its test images.
@@ -121,13 +118,6 @@ def robustness_report(
     chunk_size : int, default=32
         Images perturbed and encoded at a time; bounds the memory held by
         full-resolution perturbed images.
-    ax : matplotlib Axes or array of Axes, default=None
-        Draw the ``plot_metric`` against the level on these axes (one per
-        perturbation), see :func:`plot_robustness`.
-    plot_path : str, path-like or None, default=None
-        Write that plot to this PNG file.
-    plot_metric : str, default="roc_auc"
-        Metric drawn by ``ax`` / ``plot_path``.
     verbose : int, default=0
         Show a progress bar over the perturbed images when > 0.
 
@@ -144,9 +134,9 @@ def robustness_report(
     --------
     >>> from sklearn_clipdet.evaluation import JPEGCompress, robustness_report
     >>> report = robustness_report(  # doctest: +SKIP
-    ...     detector, X_test, y_test, {"jpeg": [JPEGCompress(q) for q in (90, 50, 30)]},
-    ...     plot_path="robustness.png")
+    ...     detector, X_test, y_test, {"jpeg": [JPEGCompress(q) for q in (90, 50, 30)]})
     >>> report.query("metric == 'roc_auc'")  # doctest: +SKIP
+    >>> plot_robustness(report, path="robustness.png")  # doctest: +SKIP
     """
     check_pipeline(pipe, "robustness_report")
     check_is_fitted(pipe)
@@ -202,8 +192,6 @@ def robustness_report(
             tables.append(report_rows(name, parameter, level, scores))
     report = pd.concat(tables, ignore_index=True)
     report.attrs = {"encoded_images": len(X) * (1 + len(to_encode)), "n_samples": len(X)}
-    if ax is not None or plot_path is not None:
-        plot_robustness(report, metric=plot_metric, ax=ax, path=plot_path)
     return report
 
 
