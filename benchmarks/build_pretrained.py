@@ -36,7 +36,7 @@ from sklearn.pipeline import Pipeline
 
 from sklearn_clipdet import CLIPFeaturizer, RobustMLPClassifier, load_detector, save_detector
 from sklearn_clipdet._clip._backbone import _cache, _canonical_source, load_backbone
-from sklearn_clipdet.evaluation import bootstrap_metric, cross_source_report
+from sklearn_clipdet.evaluation import bootstrap_metric, cross_source_report, training_distance
 from sklearn_clipdet.pretrained import (
     PRETRAINED_DETECTOR,
     load_pretrained,
@@ -151,11 +151,9 @@ def main(argv=None):
         print(f"  {source:8s} {auc:.3f} [{low:.3f}, {high:.3f}]  ({len(labels)} images)")
     print("  distance from the training rows (evaluation.training_distance), median and 95th "
           "percentile:")
-    module = classifier.module_
-    mean, scale = module.input_mean.double().numpy(), module.input_scale.double().numpy()
+    on_features = Pipeline([("features", "passthrough"), ("classifier", classifier)])
     for source in SOURCES:
-        rows = feature_sets(sources[source])[FEATURES_NAME].astype(np.float64)
-        distance = np.sqrt((((rows - mean) / scale) ** 2).mean(axis=1))
+        distance = training_distance(on_features, feature_sets(sources[source])[FEATURES_NAME])
         trained = "trained on" if source in TRAINING_SOURCES else "never seen"
         print(f"    {source:8s} {np.median(distance):.2f}  {np.percentile(distance, 95):.2f}  "
               f"({trained})")

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ._clip._backbone import load_backbone
 from ._clip._cache import FeatureCache
-from ._clip._image_layers import LAYER_OUTPUTS, layer_names
+from ._clip._image_layers import LAYER_OUTPUTS, layer_names, normalize_layers
 from ._clip._inputs import fill_missing_texts, split_input
 from ._constants import MODALITIES, ON_ERROR, PRECISIONS
 from ._images._cuda_copies import InFlight
@@ -484,10 +484,7 @@ class CLIPFeaturizer(TransformerMixin, BaseEstimator):
     def _finish(self, block, widths=None):
         """``block``, each embedding (of ``widths`` columns each, default all) L2-normalised
         if ``normalize``."""
-        if not self.normalize:
-            return block
-        parts = torch.from_numpy(block).split(widths or [block.shape[1]], dim=1)
-        return torch.cat([torch.nn.functional.normalize(p, dim=-1) for p in parts], 1).numpy()
+        return normalize_layers(block, widths) if self.normalize else block
 
     # --- images -------------------------------------------------------------------------------
 

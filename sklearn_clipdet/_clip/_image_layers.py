@@ -20,6 +20,7 @@ embedding (``benchmarks/bench_wild.py``); deeper towers read the same fractions.
 
 import numbers
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "encode_image_layers",
     "layer_names",
     "layer_widths",
+    "normalize_layers",
     "resolve_image_layers",
     "tower_depth",
 ]
@@ -114,6 +116,18 @@ def resolve_image_layers(spec, visual):
 def layer_names(layers):
     """Feature-name prefix of each layer: ``"image"`` (final embedding) or ``"image_block8"``."""
     return ["image" if layer == FINAL else f"image_block{layer}" for layer in layers]
+
+
+def normalize_layers(rows, widths=None):
+    """``rows`` (..., sum(widths)) with each layer's block of ``widths`` columns scaled to unit
+    L2 norm (all columns as one block when ``widths`` is None), as torch's ``normalize``
+    does: a norm under 1e-12 counts as 1e-12."""
+    widths = [rows.shape[-1]] if widths is None else widths
+    parts = np.split(rows, np.cumsum(widths)[:-1], axis=-1)
+    return np.concatenate(
+        [part / np.maximum(np.linalg.norm(part, axis=-1, keepdims=True), 1e-12)
+         for part in parts], axis=-1
+    ).astype(rows.dtype, copy=False)
 
 
 def layer_widths(visual, layers, layer_output, final_width):

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .._clip._image_layers import normalize_layers
 from ._decoding import ordered_map
 from ._reading import (
     ImageDecodeError,
@@ -149,9 +150,5 @@ class TileView:
     def pool(self, raw):
         """One row from the (count, dim) raw features of an image's tiles."""
         if self.normalize:
-            parts = np.split(raw, np.cumsum(self.widths)[:-1], axis=1)
-            raw = np.concatenate(
-                [part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
-                 for part in parts], axis=1
-            )
+            raw = normalize_layers(raw, self.widths)
         return raw.mean(axis=0)

@@ -54,12 +54,7 @@ def main(args):
             f"{len(data)}: with n real images the smallest rate that can be guaranteed is "
             f"1/(n+1) = {1 / (len(data) + 1):.3g}; add real images or pass a higher --fpr")
     detector = load_detector(args)
-    head = detector[-1]
-    generated = getattr(head, "generated_label_", head.classes_[1])
-    if generated != head.classes_[1]:
-        raise CommandError(
-            f"the detector's generated label {generated!r} is not its second class "
-            f"({list(head.classes_)}), whose probability the threshold applies to")
+    # calibrate refuses a detector whose generated label is not classes_[1], before scoring.
     calibrated = run(calibrate, detector, model_input(data), fpr=args.fpr)
     threshold = calibrated[-1].threshold
     run(save_detector, calibrated, args.out)

@@ -38,9 +38,10 @@ def main(args):
     features = run(detector[:-1].transform, model_input(data))
     on_features = Pipeline([("features", "passthrough"), ("classifier", detector[-1])])
     scores, labels = run(score_images, on_features, features, return_labels=True)
-    standardizes = getattr(getattr(detector[-1], "module_", None), "standardize", False)
-    distance = (training_distance(on_features, features) if standardizes
-                else np.full(len(features), np.nan))
+    try:
+        distance = training_distance(on_features, features)
+    except ValueError:  # a classifier that does not standardise has no training spread
+        distance = np.full(len(features), np.nan)
     out = pd.DataFrame({"image": data["image"].to_numpy(), "score": scores, "label": labels,
                         "distance": distance})
     write_table(out, args.out)
