@@ -115,7 +115,11 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryCl
         AUC of detectors trained on one set and tested on another (see the
         README's results and ``benchmarks/bench_accuracy.py``). It assumes a
         feature's scale says nothing about its importance; where it does, set
-        False. The reference code does not standardise (``PAPER_RECIPE``).
+        False (on ``make_classification(n_features=1536, n_informative=40)``,
+        whose informative features have four times the spread of the rest, it
+        costs 0.13 AUC after 10 epochs, as a ``StandardScaler`` costs
+        scikit-learn's ``MLPClassifier`` 0.10). The reference code does not
+        standardise (``PAPER_RECIPE``).
     loss : {"cvar", "cvar_auc", "bce", "auc"}, default="cvar"
         Training objective. ``"cvar_auc"`` is the method's full objective;
         ``"cvar"`` (the default) is its CVaR term alone, which generalised
