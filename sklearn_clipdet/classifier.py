@@ -13,10 +13,7 @@ from skorch.dataset import Dataset
 from skorch.utils import is_dataset, to_device
 
 from ._classifier._batches import FeatureDataset, arrays_of
-from ._classifier._checks import (
-    fit_params_error,
-    float32_rows,
-)
+from ._classifier._checks import fit_params_error, float32_rows, unread_rows
 from ._classifier._params import SKORCH_OPTION_CONSTRAINTS, SkorchParamsMixin
 from ._classifier._state import FittedStateMixin
 from ._classifier._training import TrainingInterrupted, seeded
@@ -372,7 +369,7 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryCl
         ----------
         X : array-like of shape (n_samples, n_features)
             Feature rows (float32 or float64 arrays, DataFrames). NaN and inf,
-            also after conversion to float32, are rejected.
+            also after conversion to float32, are rejected, naming the rows.
         y : array-like of shape (n_samples,)
             Labels of exactly two classes.
         **fit_params : dict
@@ -593,7 +590,12 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryCl
     # --------------------------------------------------------------- prediction
 
     def decision_function(self, X):
-        """Logit of ``classes_[1]`` for each row.
+        """Logit of ``classes_[1]`` for each row; NaN for a row that is NaN throughout.
+
+        A featurizer with ``on_error="nan"`` marks an image it could not read
+        (and warns) with such a row, so a pipeline scores the images it read
+        and gives NaN for the others. Other NaN or inf values raise, naming the
+        rows.
 
         Parameters
         ----------
@@ -605,11 +607,17 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryCl
         ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X = float32_rows(validate_data(self, X, reset=False, **_X_VALIDATION))
-        return self.forward(X, training=False).numpy()
+        X = validate_data(self, X, reset=False, **_X_VALIDATION)
+        unread = unread_rows(X)
+        if unread.any():  # scored as zeros, then marked: row numbers in errors stay the user's
+            X = np.where(unread[:, None], 0, X)
+        logits = self.forward(float32_rows(X), training=False).numpy()
+        logits[unread] = np.nan
+        return logits
 
     def predict_proba(self, X):
-        """Class probabilities, columns ordered as ``classes_``.
+        """Class probabilities, columns ordered as ``classes_``; NaN for a row that is
+        NaN throughout (see :meth:`decision_function`).
 
         Parameters
         ----------
@@ -624,7 +632,8 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryCl
         return torch.stack([torch.sigmoid(-logits), torch.sigmoid(logits)], dim=1).numpy()
 
     def predict(self, X):
-        """Predicted class labels.
+        """Predicted class labels; NaN for a row that is NaN throughout (see
+        :meth:`decision_function`).
 
         Parameters
         ----------
@@ -634,10 +643,17 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryCl
         Returns
         -------
         ndarray of shape (n_samples,)
-            Labels from ``classes_``.
+            Labels from ``classes_``, with their dtype when every row has one;
+            with NaN rows, float for numeric classes and object otherwise.
         """
-        positive = self.predict_proba(X)[:, 1] > self.threshold
-        return self.classes_[positive.astype(np.intp)]
+        positive = self.predict_proba(X)[:, 1]
+        labels = self.classes_[(positive > self.threshold).astype(np.intp)]
+        unread = np.isnan(positive)
+        if unread.any():
+            numeric = np.issubdtype(labels.dtype, np.number)
+            labels = labels.astype(float if numeric else object)
+            labels[unread] = np.nan
+        return labels
 
 
 _X_VALIDATION = dict(dtype=(np.float32, np.float64), ensure_all_finite=False)

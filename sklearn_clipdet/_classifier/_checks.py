@@ -121,6 +121,15 @@ def float32_rows(X):
     return rows
 
 
+def unread_rows(X):
+    """Mask of the rows of ``X`` that are NaN throughout: how a featurizer with
+    ``on_error="nan"`` marks the images it could not read."""
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] == 0 or not np.issubdtype(X.dtype, np.floating):
+        return np.zeros(len(X), dtype=bool)
+    return np.isnan(X).all(axis=1)
+
+
 def check_state(state_dict, spec):
     """Raise a ValueError unless ``state_dict`` holds exactly the tensors ``spec`` describes
     (see :func:`~sklearn_clipdet.modules.state_spec`), all finite."""

@@ -13,10 +13,11 @@ def score_images(detector, X, *, return_labels=False):
     """Probability that each image is generated; NaN for images that could not be read.
 
     A featurizer with ``on_error="nan"`` gives unreadable images a row of NaN
-    features, which the classifier refuses, so ``detector.predict_proba(X)``
+    features. :class:`~sklearn_clipdet.RobustMLPClassifier` scores such rows
+    NaN itself, but most classifiers refuse them, so ``detector.predict_proba(X)``
     fails on the first unreadable image. This function featurizes ``X`` once,
-    scores the readable rows and leaves NaN for the others: every input gets
-    one output, in order.
+    scores the readable rows with any classifier and leaves NaN for the others:
+    every input gets one output, in order.
 
     Parameters
     ----------
@@ -37,7 +38,7 @@ def score_images(detector, X, *, return_labels=False):
         ``generated_label_``, else 1. NaN for rows whose features hold NaN.
     labels : ndarray of shape (n_samples,), dtype object
         Only with ``return_labels=True``: the predicted label of each row
-        (the classifier's ``predict``), None for rows without a score.
+        (the classifier's ``predict``), NaN for rows without a score.
 
     Examples
     --------
@@ -56,7 +57,7 @@ def score_images(detector, X, *, return_labels=False):
     check_is_fitted(classifier)
     features = np.asarray(detector[:-1].transform(X))
     scores = np.full(len(features), np.nan)
-    labels = np.full(len(features), None, dtype=object)
+    labels = np.full(len(features), np.nan, dtype=object)
     readable = ~np.isnan(features).any(axis=1)
     if readable.any():
         scores[readable] = positive_scores(classifier, features[readable],
