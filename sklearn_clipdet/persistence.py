@@ -209,14 +209,19 @@ def load_detector(path, *, device=None, model_name=None, pretrained=None):
             UserWarning,
             stacklevel=2,
         )
-    if device is None:
-        device = _usable_saved_device(path, header["classifier"]["params"].get("device", "cpu"))
-    if device is not None:
-        resolved = resolve_device(device)
-        header["classifier"]["params"]["device"] = resolved
-        if header["featurizer"] is not None:
-            header["featurizer"]["device"] = device
-            _fit_precision_to(path, header["featurizer"], resolved)
+    # Each step keeps its saved device, unless told otherwise or this machine lacks it.
+    classifier_params = header["classifier"]["params"]
+    classifier_device = device or _usable_saved_device(path, classifier_params.get("device", "cpu"))
+    if classifier_device is not None:
+        classifier_params["device"] = resolve_device(classifier_device)
+    if header["featurizer"] is not None:
+        featurizer_params = header["featurizer"]
+        featurizer_device = device or _usable_saved_device(path, featurizer_params.get("device",
+                                                                                       "auto"))
+        if featurizer_device is not None:
+            featurizer_params["device"] = featurizer_device
+        _fit_precision_to(path, featurizer_params,
+                          resolve_device(featurizer_params.get("device", "auto")))
     classifier = _build_classifier(path, header["classifier"], tensors)
     if header["featurizer"] is None:
         return classifier

@@ -182,6 +182,22 @@ def test_cuda_detector_loads_on_a_cpu_machine(saved, load, monkeypatch):
     assert loaded[1].device == "cpu"
 
 
+def test_a_featurizer_saved_on_a_missing_gpu_loads_on_the_cpu(saved, load, monkeypatch):
+    """Issue 19 item 13: the featurizer's saved device is checked like the classifier's."""
+    _craft(saved, edit_header=lambda header: header["featurizer"].update(device="cuda:7"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="saved for device 'cuda:7'.*loading on the CPU"):
+        loaded = load(saved)
+    assert (loaded[0].device, loaded[1].device) == ("cpu", "cpu")
+
+
+@pytest.mark.parametrize("bad", ["banana", "meta", "cuda:x"])
+def test_a_featurizer_device_that_is_no_device_is_a_file_error(saved, load, bad):
+    _craft(saved, edit_header=lambda header: header["featurizer"].update(device=bad))
+    with pytest.raises(DetectorFileError, match="saved device"):
+        load(saved)
+
+
 def test_fp16_features_are_computed_in_fp32_on_a_cpu_machine(saved, load, monkeypatch):
     def trained_on_gpu_in_fp16(header):
         header["classifier"]["params"]["device"] = "cuda"
