@@ -26,10 +26,10 @@ def split_input(featurizer, X):
                     f"X has no column {featurizer.image_column!r} (columns: {list(X.columns)}); "
                     "set image_column."
                 )
-            images = X[featurizer.image_column].tolist()
+            images = _column(X, featurizer.image_column, "image_column")
         if wants_text:
             if featurizer.text_column in X.columns:
-                texts = X[featurizer.text_column].tolist()
+                texts = _column(X, featurizer.text_column, "text_column")
             elif featurizer.default_text is None:
                 raise ValueError(
                     f"X has no column {featurizer.text_column!r} (columns: {list(X.columns)}); "
@@ -41,6 +41,14 @@ def split_input(featurizer, X):
             "X must be a DataFrame or a sequence of samples (wrap a single image or text "
             f"in a list), got {type(X).__name__}."
         )
+    if isinstance(X, np.ndarray) and X.dtype == object and X.ndim != 1:
+        if X.ndim != 2 or X.shape[1] != 1:
+            raise ValueError(
+                f"An object array X must hold one sample a row, with shape (n,) or (n, 1); got "
+                f"shape {X.shape}. For images with captions pass a DataFrame with columns "
+                f"{featurizer.image_column!r} and {featurizer.text_column!r}."
+            )
+        X = X[:, 0]  # one column, as df[["image"]].to_numpy() or a ColumnTransformer gives
     if isinstance(X, np.ndarray) and X.dtype != object:
         if X.dtype == np.uint8 and X.ndim == 4:
             X = list(X)  # a stack of (H, W, C) images
@@ -59,6 +67,18 @@ def split_input(featurizer, X):
             f"{featurizer.text_column!r} column, set default_text, or use modalities='image'."
         )
     return samples, None
+
+def _column(X, name, parameter):
+    """Column ``name`` of DataFrame ``X`` as a list; one column, or a ValueError saying why not."""
+    column = X[name]
+    if isinstance(column, pd.DataFrame):  # duplicate names, or a level of MultiIndex columns
+        raise ValueError(
+            f"X has {column.shape[1]} columns under {name!r} ({list(column.columns)}), where "
+            f"{parameter} must name exactly one: rename the duplicates, or, with MultiIndex "
+            f"columns, set {parameter} to the full tuple of one column."
+        )
+    return column.tolist()
+
 
 def fill_missing_texts(featurizer, texts, n_samples):
     """``texts`` (None: no captions) with ``default_text`` for the missing ones; a warning
