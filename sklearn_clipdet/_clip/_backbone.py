@@ -21,7 +21,13 @@ from .._constants import PRECISIONS
 from .._utils._device import check_device, resolve_device
 from .._utils._open_clip import MaybeToTensor, parse_model_name
 from ._image_layers import encode_image_layers, layer_widths, resolve_image_layers
-from ._sources import WeightsUnavailableError, check_source, open_clip_logs_to_debug, weights_error
+from ._sources import (
+    WeightsUnavailableError,
+    check_source,
+    open_clip_logs_to_debug,
+    source_files,
+    weights_error,
+)
 
 __all__ = [
     "PRECISIONS",
@@ -74,6 +80,9 @@ class Backbone:
     precision : str
     image_dim, text_dim : int
         Sizes of the image and text embeddings.
+    source_files : tuple or None
+        Size, modification time and inode of the local files it was loaded
+        from (see :func:`._sources.source_files`); None for a source known by name.
     """
 
     model: torch.nn.Module
@@ -86,6 +95,7 @@ class Backbone:
     text_dim: int
     model_name: str
     pretrained: object
+    source_files: tuple = field(default=None, repr=False)
     _fingerprint: str = field(default=None, repr=False)
     _pil_steps: list = field(default=None, repr=False)
     _mean_std: tuple = field(default=None, repr=False)
@@ -308,6 +318,10 @@ def _create(model_name, pretrained, device, precision):
 def load_backbone(model_name, pretrained, *, device="auto", precision="fp32"):
     """Load an open_clip model, or return the one already loaded with the same settings.
 
+    A model from local files (a ``local-dir:`` folder, a checkpoint file) is
+    loaded again when they changed since (another size, modification time
+    or inode), so weights replaced in place are used at once.
+
     Parameters
     ----------
     model_name : str
@@ -336,13 +350,17 @@ def load_backbone(model_name, pretrained, *, device="auto", precision="fp32"):
     _check_precision(precision, device)
     model_name, pretrained = _canonical_source(model_name, pretrained)
     key = (model_name, pretrained, device, precision)
+    # Read before loading: files replaced during the load are loaded again next time.
+    files = source_files(model_name, pretrained)
     with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
+        cached = _cache.pop(key, None)  # a model of replaced files is dropped
+        if cached is not None and cached.source_files == files:
+            _cache[key] = cached
+            return cached
         # Loading under the lock keeps two threads from loading one model twice.
         logger.info("Loading open_clip model %s (%s)", model_name, pretrained)
         backbone = _create(model_name, pretrained, device, precision)
+        backbone.source_files = files
         _cache[key] = backbone
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)

@@ -18,7 +18,13 @@ from .._utils._open_clip import parse_model_name
 from .._utils._validation import preview
 from ..exceptions import WeightsUnavailableError
 
-__all__ = ["WeightsUnavailableError", "check_source", "open_clip_logs_to_debug", "weights_error"]
+__all__ = [
+    "WeightsUnavailableError",
+    "check_source",
+    "open_clip_logs_to_debug",
+    "source_files",
+    "weights_error",
+]
 
 _CONFIG_FILE = "open_clip_config.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
@@ -69,6 +75,41 @@ def check_source(model_name, pretrained):
         reason = None  # hf-hub: only the hub can tell
     if reason:
         raise _error(model_name, pretrained, reason)
+
+
+def source_files(model_name, pretrained):
+    """The identity of the local files a source is loaded from, to tell when they change.
+
+    For a ``local-dir:`` folder, every file in it (configuration, weights,
+    tokenizer files); for a checkpoint file given as ``pretrained``, that
+    file. Each is named with its size, modification time (ns) and inode, as
+    the image files of a distributed run are: the content is not read.
+
+    Returns
+    -------
+    identity : tuple or None
+        ``((name, size, mtime_ns, inode), ...)``; None for a source known by
+        name only (a pretrained tag, ``hf-hub:``), whose files the download
+        cache manages.
+    """
+    schema, identifier = parse_model_name(model_name)
+    if schema == "local-dir":
+        try:
+            paths = sorted(path for path in Path(identifier).iterdir() if path.is_file())
+        except OSError:
+            return ()  # no folder: check_source says why
+    elif schema is None and pretrained and os.path.isfile(pretrained):
+        paths = [Path(pretrained)]
+    else:
+        return None
+    identity = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # removed since it was listed
+        identity.append((path.name, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    return tuple(identity)
 
 
 def _local_dir_problem(folder):
