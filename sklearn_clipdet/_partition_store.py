@@ -1,6 +1,11 @@
 """The on-disk store of :mod:`sklearn_clipdet.distributed`: an output folder of Parquet
 partitions, its manifest and failures, and the tokens that say whether a partition is
-finished for a run's settings and input. Needs pyarrow, not Dask."""
+finished for a run's settings and input. Needs pyarrow, not Dask.
+
+Nothing read back is trusted: the manifest's fields are checked, and each partition
+carries a checksum of its columns and summary (written with it, checked whenever it is
+read) and its own number, so a damaged, swapped or renamed file is found.
+"""
 
 import hashlib
 import json
@@ -16,11 +21,15 @@ from ._constants import FEATURE_NEUTRAL_PARAMS
 from ._images._reading import describe_input, is_missing
 from ._utils._files import atomic_write
 from ._utils._optional import import_optional
+from ._utils._validation import preview
 
-_FORMAT = 2  # 2: the backbone fingerprint and the files' size and mtime are recorded
+# 2: the backbone fingerprint and the files' size and mtime are recorded.
+# 3: each partition holds a checksum of its columns and summary.
+_FORMAT = 3
 _MANIFEST = "_clipdet_features.json"
 _FAILURES = "_failures.csv"
 _METADATA_KEY = b"sklearn_clipdet"
+_CHECKSUM = "checksum"
 _PART_PATTERN = re.compile(r"^part-(\d+)\.parquet$")
 _TEMP_PATTERN = re.compile(
     r"^\.(part-\d+\.parquet|_failures\.csv|_clipdet_features\.json)\..+\.tmp$"
@@ -66,8 +75,8 @@ def _prepare_output(output, settings, n_partitions, partition_size, overwrite):
         "token": _token(settings),
     }
     if manifest_path.is_file():
-        previous = json.loads(manifest_path.read_text())
-        changed = [key for key in ("format", "n_partitions", "partition_size", "token")
+        previous = _read_manifest(output)
+        changed = [key for key in ("n_partitions", "partition_size", "token")
                    if previous.get(key) != manifest[key]]
         if changed:
             details = "; ".join(f"{key}: {previous.get(key)!r} before, {manifest[key]!r} now"
@@ -89,36 +98,151 @@ def _prepare_output(output, settings, n_partitions, partition_size, overwrite):
     atomic_write(manifest_path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
 
 
+def _read_manifest(output):
+    """The manifest of ``output``, its fields checked; a ValueError names what is wrong."""
+    path = output / _MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise _damaged_manifest(path, f"not JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise _damaged_manifest(path, "not a JSON object")
+    fields = {
+        "format": (_is_count, "an int >= 1"),
+        "n_partitions": (_is_count, "an int >= 1"),
+        "partition_size": (lambda value: value is None or _is_count(value), "an int >= 1 or null"),
+        "token": (lambda value: isinstance(value, str), "a str"),
+        "settings": (lambda value: isinstance(value, dict), "an object"),
+    }
+    for key, (valid, expected) in fields.items():
+        if key not in manifest:
+            raise _damaged_manifest(path, f"{key} is missing")
+        if not valid(manifest[key]):
+            raise _damaged_manifest(path, f"{key} is {manifest[key]!r}, not {expected}")
+        if key == "format" and manifest[key] != _FORMAT:
+            raise ValueError(
+                f"{output} holds features in store format {manifest[key]} of another version "
+                f"of sklearn-clipdet; this version reads format {_FORMAT}, whose partitions "
+                "carry checksums. Featurize again into another folder, or with overwrite=True."
+            )
+    return manifest
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _damaged_manifest(path, problem):
+    return ValueError(
+        f"{path} is damaged ({problem}): the run it describes is unknown. Featurize again "
+        "into another folder, or with overwrite=True to delete the features there."
+    )
+
+
+def _checksum(table, summary):
+    """Hash of a partition's columns (names and values) and of its summary."""
+    import pyarrow as pa
+
+    digest = hashlib.blake2b(json.dumps(summary, sort_keys=True).encode(), digest_size=16)
+    for name, column in zip(table.column_names, table.columns):
+        digest.update(f"|{name}|".encode())
+        if pa.types.is_floating(column.type):
+            digest.update(column.to_numpy().tobytes())
+        else:
+            digest.update(repr(column.to_pylist()).encode())
+    return digest.hexdigest()
+
+
 def _write_partition(output, k, index, names, features, summary):
+    """Write partition ``k``: its index labels, features and ``summary`` with a checksum."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     # From the pandas index, so that an empty partition keeps the type of the labels.
     labels = pa.Array.from_pandas(pd.Series(index, copy=False))
     arrays = [labels] + [pa.array(features[:, j]) for j in range(features.shape[1])]
-    metadata = {_METADATA_KEY: json.dumps(summary).encode()}
-    table = pa.Table.from_arrays(arrays, names=["index", *names], metadata=metadata)
+    table = pa.Table.from_arrays(arrays, names=["index", *names])
+    summary = {**summary, _CHECKSUM: _checksum(table, summary)}
+    table = table.replace_schema_metadata({_METADATA_KEY: json.dumps(summary).encode()})
     atomic_write(output / _part_name(k), lambda tmp: pq.write_table(table, tmp))
+
+
+class _DamagedPartition(Exception):
+    """A partition file that cannot be trusted; the message says why."""
+
+
+def _read_partition(output, k):
+    """``(table, summary)`` of partition ``k``, without metadata, after checking that it is
+    partition ``k`` and that its columns and summary match their checksum.
+
+    Raises
+    ------
+    _DamagedPartition
+        When the file cannot be read or fails a check.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(output / _part_name(k))
+        summary = json.loads((table.schema.metadata or {}).get(_METADATA_KEY, b"null"))
+        if not isinstance(summary, dict) or _CHECKSUM not in summary:
+            raise _DamagedPartition("it has no checksum in its metadata")
+        checksum = summary.pop(_CHECKSUM)
+        table = table.replace_schema_metadata(None)
+        intact = checksum == _checksum(table, summary)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise _DamagedPartition(f"unreadable: {str(exc).rstrip('.')}") from exc
+    if not intact:
+        raise _DamagedPartition("its data do not match the checksum written with them")
+    if summary.get("partition") != k:
+        raise _DamagedPartition(
+            f"it holds partition {summary.get('partition')!r}, not {k}: files were renamed"
+        )
+    return table, summary
+
+
+def _read_features_table(output, k, token, columns):
+    """The ``index`` and feature ``columns`` (None: all) of partition ``k`` of the run
+    ``token``, checked (see :func:`_read_partition`); a ValueError names a bad file."""
+    path = output / _part_name(k)
+    try:
+        table, summary = _read_partition(output, k)
+    except _DamagedPartition as exc:
+        raise ValueError(
+            f"{path} is damaged ({exc}). Call featurize again with the same input and "
+            "settings: it computes damaged partitions again."
+        ) from exc
+    if summary.get("token") != token:
+        raise ValueError(
+            f"{path} holds features of another run than {output / _MANIFEST} (copied from "
+            "another output folder?). Delete it and call featurize again to compute it."
+        )
+    if columns is None:
+        return table
+    unknown = [name for name in columns if name not in table.column_names[1:]]
+    if unknown:
+        raise ValueError(
+            f"columns {preview(unknown)} are not features in {output}; its features are "
+            f"{preview(table.column_names[1:])}."
+        )
+    return table.select(["index", *columns])
 
 
 def _finished_partition(output, k, token, input_token, files_token):
     """``(summary, None)`` if partition ``k`` is finished for this run and input (given by
     its :func:`_input_token` and :func:`_files_token`), else ``(None, why)``, why being
-    "absent", "unreadable" or "files changed" (image files of the partition have another
-    size or modification time than when it was written). A partition of other settings
-    or another input is an error.
+    "absent", "files changed" (image files of the partition have another size or
+    modification time than when it was written) or "damaged: <reason>" (see
+    :func:`_read_partition`). A partition of other settings or another input is an error.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     path = output / _part_name(k)
     if not path.is_file():
         return None, "absent"
     try:
-        metadata = pq.read_schema(path).metadata or {}
-        stored = json.loads(metadata[_METADATA_KEY])
-    except (OSError, KeyError, ValueError, pa.ArrowException):
-        return None, "unreadable"
+        _, stored = _read_partition(output, k)
+    except _DamagedPartition as exc:
+        return None, f"damaged: {exc}"
     if stored.get("token") != token or stored.get("input_token") != input_token:
         raise ValueError(
             f"{path} holds features of another input than partition {k} of this one (the "

@@ -14,7 +14,8 @@ functions run: ``pip install "sklearn-clipdet[dask]"``.
 Layout of an output folder::
 
     _clipdet_features.json   settings of the run, number of partitions
-    part-00000.parquet       "index" column (input index) + feature columns
+    part-00000.parquet       "index" column (input index) + feature columns; its metadata
+                             hold its number and a checksum of its columns, checked on read
     part-00001.parquet
     ...
     _failures.csv            index, image, error of every unreadable image
@@ -28,7 +29,6 @@ For grid searches and cross-validation on a cluster, use scikit-learn with
 ``docs/distributed.md``); nothing in this module is needed for that.
 """
 
-import json
 import math
 import re
 import threading
@@ -57,6 +57,8 @@ from ._partition_store import (
     _part_name,
     _Positional,
     _prepare_output,
+    _read_features_table,
+    _read_manifest,
     _settings,
     _token,
     _write_failures,
@@ -171,7 +173,9 @@ def featurize(
     is identified by its index and its input (the path of an image file, or
     the data of an in-memory image); a file that changed at the same path
     (another size or modification time; the content is not read) makes its
-    partition be computed again, with a warning.
+    partition be computed again, with a warning. So does a partition file
+    that is damaged or out of its place: each holds its number and a
+    checksum of its data, checked whenever it is read.
 
     Every worker process loads the CLIP model once and reuses it for the
     following tasks; a first small task loads it on one worker to learn the
@@ -235,8 +239,8 @@ def featurize(
         calling again resumes the run.
     ValueError
         When ``output`` holds features of other settings, another backbone or
-        another input (use ``overwrite=True`` or another folder), or for
-        invalid arguments.
+        another input, or a damaged manifest or one of another store format
+        (use ``overwrite=True`` or another folder), or for invalid arguments.
     RuntimeError
         When a worker loads another backbone than the run's (other model
         files or software on that machine).
@@ -341,14 +345,7 @@ def featurize(
     failures = _failure_table([summaries[k] for k in range(n_partitions)])
     _write_failures(output, failures)
     _reemit_warnings(summaries.values())
-    stale = sorted(k for k, summary in summaries.items() if summary.get("stale"))
-    if stale:
-        warnings.warn(
-            f"Partitions {preview(stale)} were computed again: image files in them changed "
-            "(size or modification time) since their features were written.",
-            UserWarning,
-            stacklevel=2,
-        )
+    _warn_computed_again(summaries)
     n_samples = sum(summary["n_rows"] for summary in summaries.values())
     if len(failures):
         first = failures.iloc[0]
@@ -400,14 +397,19 @@ def read_features(output, *, columns=None):
     FileNotFoundError
         When ``output`` holds no features, or some partitions are missing (a
         run that did not finish: call :func:`featurize` again to complete it).
+    ValueError
+        When the manifest or a partition is damaged (a partition whose data
+        do not match their checksum, or that is out of its place), a
+        partition is of another run, or ``columns`` names no feature. The
+        message names the file; :func:`featurize` computes damaged partitions
+        again.
     """
     pa = _import_pyarrow()
     output = Path(output)
-    manifest_path = output / _MANIFEST
-    if not manifest_path.is_file():
+    if not (output / _MANIFEST).is_file():
         raise FileNotFoundError(f"{output} holds no features written by featurize "
                                 f"(no {_MANIFEST}).")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = _read_manifest(output)
     paths = [output / _part_name(k) for k in range(manifest["n_partitions"])]
     missing = [k for k, path in enumerate(paths) if not path.is_file()]
     if missing:
@@ -416,11 +418,9 @@ def read_features(output, *, columns=None):
             f"(partitions {preview(missing)}): the run did not finish. Call featurize again "
             "with the same input and settings to compute them."
         )
-    if columns is not None:
-        columns = ["index", *columns]
-    tables = [pa.parquet.read_table(path, columns=columns) for path in paths]
-    frame = pa.concat_tables(tables, promote_options="default")
-    frame = frame.replace_schema_metadata(None).to_pandas()
+    tables = [_read_features_table(output, k, manifest["token"], columns)
+              for k in range(len(paths))]
+    frame = pa.concat_tables(tables, promote_options="default").to_pandas()
     return frame.set_index("index")
 
 
@@ -496,7 +496,7 @@ def _featurize_partition(k, part, featurizer, output, token, backbone, retry_fai
     _write_partition(output, k, index, names, features, summary)
     summary.update(
         status="computed",
-        stale=why_not == "files changed",
+        computed_again=why_not if why_not != "absent" else None,
         worker=_worker_address(),
         device=resolve_device(featurizer.device),
         warnings=[(w.category, str(w.message)) for w in caught],
@@ -565,6 +565,30 @@ def _collect(client, futures, n_partitions, n_done, progress, distributed):
             client.cancel(futures)
             raise
     return summaries
+
+
+def _warn_computed_again(summaries):
+    """Say which finished partitions were computed again because their image files changed
+    or their own file was damaged."""
+    again = {k: summary.get("computed_again") for k, summary in sorted(summaries.items())}
+    changed = [k for k, why in again.items() if why == "files changed"]
+    if changed:
+        warnings.warn(
+            f"Partitions {preview(changed)} were computed again: image files in them changed "
+            "(size or modification time) since their features were written.",
+            UserWarning,
+            stacklevel=3,
+        )
+    damaged = {k: why.removeprefix("damaged: ") for k, why in again.items()
+               if why and why.startswith("damaged: ")}
+    if damaged:
+        first = min(damaged)
+        warnings.warn(
+            f"Partitions {preview(damaged)} were computed again: their files were damaged "
+            f"({_part_name(first)}: {damaged[first]}).",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _reemit_warnings(summaries):
