@@ -8,6 +8,7 @@ properties alone; a high AUC means the data set offers that shortcut.
 
 import functools
 import io
+import struct
 import warnings
 from numbers import Integral, Real
 
@@ -30,6 +31,7 @@ __all__ = ["ShortcutWarning", "audit_shortcuts", "estimate_jpeg_quality", "image
 
 _ORIENTATION = ExifTags.Base.Orientation
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SMALL = 10_000  # below this many samples the models run single-threaded (threads cost more)
 _SINGLE_PROPERTIES = ["width", "height", "area", "aspect_ratio", "file_size", "bytes_per_pixel",
                       "jpeg_quality", "has_exif"]
@@ -232,11 +234,42 @@ def _properties(source):
         return _row(width, height, file_size, "array", quality, False)
     if image_format == "JPEG":
         quality = estimate_jpeg_quality(image)
-    exif = image.getexif()
+    exif = _header_exif(image, source if isinstance(source, bytes) else None)
     width, height = image.size
     if exif.get(_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS:
         width, height = height, width
     return _row(width, height, file_size, image_format, quality, len(exif) > 0)
+
+
+def _header_exif(image, data):
+    """The EXIF of an opened image, read without decoding its pixels.
+
+    PIL's PNG reader decodes the whole image to look for an eXIf chunk after the
+    pixel data; that chunk is looked for in ``data``, the file's bytes, instead
+    (a caller's PNG opened but not decoded gives what its header holds).
+    """
+    if image.format != "PNG" or "exif" in image.info:
+        return image.getexif()  # read from the header by every other format
+    header = Image.Image()  # an empty image holding the header's info: PIL's EXIF rules
+    header.info = dict(image.info)
+    trailing = _png_exif_chunk(data) if data is not None else None
+    if trailing is not None:
+        header.info["exif"] = trailing
+    return header.getexif()
+
+
+def _png_exif_chunk(data):
+    """The content of the eXIf chunk of a PNG file's bytes, or None, found by walking the
+    chunks' lengths (the pixel data is skipped, not read)."""
+    position = len(_PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        if kind == b"eXIf":
+            return data[position + 8:position + 8 + length]
+        if kind == b"IEND":
+            return None
+        position += 12 + length  # length and type, the data, its CRC
+    return None
 
 
 def _row(width, height, file_size, image_format, quality, has_exif):

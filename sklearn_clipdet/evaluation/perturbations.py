@@ -11,6 +11,8 @@ nothing, so they can be put in front of a fitted detector::
 Images are decoded at full resolution (EXIF orientation applied), so the
 perturbation acts on the picture a user would share, before the model's own
 resizing. Expect memory of about ``3 * width * height`` bytes per image held.
+Images over the featurizer's default pixel and file-size limits are refused
+before their pixels are decoded.
 """
 
 import io
@@ -21,7 +23,15 @@ from PIL import Image, ImageFilter
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
-from .._images import decode_image, load_source, sample_errors
+from .._images import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DecodeOptions,
+    load_rgb,
+    load_source,
+    open_image,
+    sample_errors,
+)
 from .._utils._sklearn_compat import Interval, StrOptions, validate_parameter_constraints
 from ._common import split_images
 
@@ -114,14 +124,44 @@ class ImagePerturbation(TransformerMixin, BaseEstimator):
         """Seed of one transform call; per-image generators derive from it and the index."""
         return None
 
-    def perturb_items(self, images, offset, seed):
-        """Perturb ``images``, the samples ``offset, offset + 1, ...`` of the whole input."""
+    def perturb_items(self, images, offset, seed, *, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+                      max_image_bytes=DEFAULT_MAX_IMAGE_BYTES, max_pixels_held=None):
+        """Perturb ``images``, the samples ``offset, offset + 1, ...`` of the whole input.
+
+        Parameters
+        ----------
+        images : list
+            The images, of any kind the featurizer reads.
+        offset : int
+            Index of the first image in the whole input (for errors and the noise).
+        seed : int or None
+            The seed of :meth:`draw_seed`.
+        max_image_pixels, max_image_bytes : int or None
+            Images with more pixels, or files with more bytes, are refused before
+            their pixels are decoded (None: no limit), as by the featurizer.
+        max_pixels_held : int or None, default=None
+            Stop before the image whose decoded pixels would take the total of the
+            images perturbed past this number (the first image is always
+            perturbed); None perturbs every image.
+
+        Returns
+        -------
+        list
+            The perturbed images, the first ``len(images)`` or, with
+            ``max_pixels_held``, fewer.
+        """
         self._check_params()
-        out = []
+        options = DecodeOptions(max_image_pixels=max_image_pixels)
+        out, held = [], 0
         for i, item in enumerate(images, start=offset):
             with sample_errors(i, item):
-                image = decode_image(load_source(item))
+                image = open_image(load_source(item, max_image_bytes), options)  # header only
+                pixels = image.width * image.height
+                if max_pixels_held is not None and out and held + pixels > max_pixels_held:
+                    break
+                image = load_rgb(image)
                 out.append(image.copy() if self.is_identity else self._perturb(image, i, seed))
+                held += pixels
         return out
 
     def _check_params(self):

@@ -5,6 +5,7 @@ import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from .._images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from ._common import (
     binary_targets,
     check_finite_features,
@@ -31,6 +32,9 @@ __all__ = ["default_perturbations", "plot_robustness", "robustness_report"]
 
 # Parameters whose smaller values are harsher: their plots run from high to low.
 _DECREASING = {"quality", "scale", "fraction"}
+# Decoded pixels of the images perturbed at once: the featurizer's decoding budget.
+# A larger image is perturbed alone.
+_PIXELS_HELD = DEFAULT_MAX_IMAGE_PIXELS
 
 
 def default_perturbations(random_state=0):
@@ -77,7 +81,10 @@ def robustness_report(
 
     The feature steps of ``pipe`` (all steps but the last) encode the clean
     images once; then each distinct perturbation level perturbs the images and
-    encodes them once, in chunks of ``chunk_size`` images. Levels that leave
+    encodes them once, in chunks of ``chunk_size`` images (fewer when their
+    decoded pixels pass the featurizer's decoding budget, about 89.5 million).
+    Images are decoded within the first step's ``max_image_pixels`` and
+    ``max_image_bytes`` (CLIPFeaturizer's). Levels that leave
     the images unchanged (``GaussianBlur(0)``, ``Resize(1)``, ...) reuse the
     clean features. The classifier (last step) only scores features.
 
@@ -150,8 +157,12 @@ def robustness_report(
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}.")
     series = _check_perturbations(default_perturbations() if perturbations is None
                                   else perturbations)
+    first_step = pipe.steps[0][1]
     if image_column is None:
-        image_column = getattr(pipe.steps[0][1], "image_column", "image")
+        image_column = getattr(first_step, "image_column", "image")
+    limits = {"max_image_pixels": getattr(first_step, "max_image_pixels",
+                                          DEFAULT_MAX_IMAGE_PIXELS),
+              "max_image_bytes": getattr(first_step, "max_image_bytes", DEFAULT_MAX_IMAGE_BYTES)}
     if threshold is None:
         threshold = default_threshold(classifier)
 
@@ -177,7 +188,7 @@ def robustness_report(
               disable=verbose <= 0) as progress:
         for key, perturbation in to_encode.items():
             features = _perturbed_features(
-                features_of, X, perturbation, image_column, chunk_size, progress
+                features_of, X, perturbation, image_column, chunk_size, limits, progress
             )
             check_finite_features(features, f"the images perturbed by {perturbation!r}")
             perturbed_scores[key] = positive_scores(classifier, features, pos_label)
@@ -284,18 +295,23 @@ def _key(perturbation):
     return type(perturbation), repr(sorted(perturbation.get_params().items()))
 
 
-def _perturbed_features(features_of, X, perturbation, image_column, chunk_size, progress):
-    """Features of the perturbed samples, perturbing and encoding ``chunk_size`` at a time."""
+def _perturbed_features(features_of, X, perturbation, image_column, chunk_size, limits,
+                        progress):
+    """Features of the perturbed samples, perturbing and encoding a chunk at a time:
+    ``chunk_size`` samples, or fewer whose decoded pixels fill :data:`_PIXELS_HELD`."""
     own = isinstance(perturbation, ImagePerturbation)
     seed = perturbation.draw_seed() if own else None
     blocks = []
-    for start in range(0, len(X), chunk_size):
-        chunk = take(X, slice(start, start + chunk_size))
-        images, rebuild = split_images(chunk, image_column)
+    start = 0
+    while start < len(X):
+        images, _ = split_images(take(X, slice(start, start + chunk_size)), image_column)
         if own:
-            perturbed = perturbation.perturb_items(images, offset=start, seed=seed)
+            perturbed = perturbation.perturb_items(images, offset=start, seed=seed,
+                                                   max_pixels_held=_PIXELS_HELD, **limits)
         else:
             perturbed = list(perturbation.transform(images))
+        _, rebuild = split_images(take(X, slice(start, start + len(perturbed))), image_column)
         blocks.append(np.asarray(features_of.transform(rebuild(perturbed))))
-        progress.update(len(images))
+        progress.update(len(perturbed))
+        start += len(perturbed)
     return np.concatenate(blocks, axis=0)
