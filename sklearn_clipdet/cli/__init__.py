@@ -12,7 +12,9 @@ Each command checks what it can before the long work starts (its arguments,
 output paths, device, feature cache, data and labels, the detector file and
 its backbone). A failure ends with one line on standard error and a non-zero
 exit status: 2 for invalid arguments, 1 for other errors, 130 when
-interrupted. Output files are written whole or not at all.
+interrupted (Ctrl-C), 143 when terminated (SIGTERM: ``kill``, ``docker stop``,
+Slurm). Output files are written whole or not at all, and temporary files
+and folders are removed, also when interrupted or terminated.
 
 One module per command holds its options (``add_parser``) beside its work
 (``main``); the options several commands share are in ``_options``. Nothing

@@ -1,7 +1,10 @@
 """``main``: the parser of all commands, and how a command's failures reach its user."""
 
+import contextlib
 import functools
+import signal
 import sys
+import threading
 import warnings
 
 from .._version import __version__
@@ -31,7 +34,8 @@ def main(argv=None):
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.showwarning = functools.partial(_print_warning, prog)
         try:
-            args.run(args)
+            with _sigterm_raises():
+                args.run(args)
         except CommandError as exc:
             advice = f" {_offline_advice(args)}" if exc.offline_hint else ""
             print(f"{prog}: error: {exc}{advice}", file=sys.stderr)
@@ -39,7 +43,39 @@ def main(argv=None):
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
+        except _Terminated:
+            print(f"{prog}: terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
     return 0
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the command is so that its cleanup runs (not an Exception:
+    nothing that handles errors may swallow it)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM (kill, docker stop, Slurm) into :class:`_Terminated` while the command runs,
+    as Ctrl-C is turned into KeyboardInterrupt, so that partial files and temporary folders are
+    removed. Later SIGTERMs are ignored until the cleanup is done (SIGKILL still ends it); the
+    previous handler is put back afterwards. Handlers are set in the main thread only: elsewhere
+    the command runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        # None: a handler set outside Python, which cannot be put back; the default ends.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def build_parser():
