@@ -11,6 +11,7 @@ and copies the embeddings back, keeping a few batches in flight on a GPU.
 """
 
 import contextlib
+import ctypes
 import os
 import threading
 from collections import deque
@@ -46,7 +47,30 @@ __all__ = [
     "default_workers",
     "jpeg_batch_device",
     "ordered_map",
+    "release_freed_memory",
 ]
+
+
+def _find_malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; not in musl, macOS or Windows
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+def release_freed_memory():
+    """Hand the heap memory this process has freed back to the operating system.
+
+    glibc keeps the memory a thread frees in that thread's malloc arena for
+    its later use, so large decodes in several threads in turn each leave
+    their buffers behind; ``malloc_trim(0)`` returns them. Does nothing where
+    the C library has no ``malloc_trim``.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class PixelBudget:
@@ -54,22 +78,34 @@ class PixelBudget:
 
     :meth:`reserve` waits until the pixels fit. A request larger than the
     whole budget waits for the budget to be free and then takes all of it, so
-    an image of any allowed size is decoded, alone.
+    an image of any allowed size is decoded, alone. When a reservation of at
+    least ``release_above`` pixels ends, the freed memory is handed back to
+    the operating system (:func:`release_freed_memory`) before the pixels
+    return to the budget: otherwise each thread's allocator would keep the
+    buffers of its last large image, and memory would grow with the threads.
 
     Parameters
     ----------
     limit : int
         Pixels (width x height, whatever the channels) held at most at once.
+    release_above : int or None, default=None
+        Reservations of at least this many pixels release the freed memory
+        when they end; None never does.
     """
 
-    def __init__(self, limit):
+    def __init__(self, limit, release_above=None):
         self.limit = int(limit)
+        self.release_above = release_above
         self.in_use = 0
         self._condition = threading.Condition()
 
     @contextlib.contextmanager
     def reserve(self, pixels):
-        """Hold ``pixels`` of the budget for the duration of the ``with`` block."""
+        """Hold ``pixels`` of the budget for the duration of the ``with`` block.
+
+        Free the decoded pixels within the block, so that they are released
+        with the reservation.
+        """
         pixels = min(int(pixels), self.limit)
         with self._condition:
             self._condition.wait_for(lambda: self.in_use + pixels <= self.limit)
@@ -77,6 +113,8 @@ class PixelBudget:
         try:
             yield
         finally:
+            if self.release_above is not None and pixels >= self.release_above:
+                release_freed_memory()
             with self._condition:
                 self.in_use -= pixels
                 self._condition.notify_all()
@@ -87,7 +125,9 @@ class PixelBudget:
 #: and converting to RGB peaks at 4 bytes a pixel for RGB images, 8 for RGBA
 #: and 10 for 16-bit grey (measured), so decoding holds at most about 0.9 GB,
 #: or one image larger than the budget (``max_image_pixels`` raised) alone.
-DECODE_BUDGET = PixelBudget(DEFAULT_MAX_IMAGE_PIXELS)
+#: Images of 4 megapixels (PIL's 16 MiB allocation block of RGB) or more
+#: release their memory when decoded (see ``benchmarks/bench_memory.py``).
+DECODE_BUDGET = PixelBudget(DEFAULT_MAX_IMAGE_PIXELS, release_above=4 * 1024 * 1024)
 
 
 def default_workers():
@@ -239,14 +279,23 @@ class ImageDecoder:
                     pass  # libjpeg-turbo refused it: PIL decides, and explains
         image = open_image(source, self.options)
         with DECODE_BUDGET.reserve(image.width * image.height):
-            image = load_rgb(image)
-            if self.tensors is None:
-                return self.backbone.preprocess_image(image)
-            image = reduce_to_target(image, self.options)
-            # One copy, into memory torch may own (np.asarray would be read-only).
-            pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-            pixels = pixels.view(image.height, image.width, 3).permute(2, 0, 1)
-            return self.tensors.resize_crop(pixels).contiguous()
+            try:
+                return self._model_input(image)
+            finally:
+                if image is not source:  # ours: its pixels are freed within the budget
+                    image.close()
+
+    def _model_input(self, image):
+        """The model input of an image from :func:`open_image`; the images made on the way
+        are freed on return."""
+        image = load_rgb(image)
+        if self.tensors is None:
+            return self.backbone.preprocess_image(image)
+        image = reduce_to_target(image, self.options)
+        # One copy, into memory torch may own (np.asarray would be read-only).
+        pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        pixels = pixels.view(image.height, image.width, 3).permute(2, 0, 1)
+        return self.tensors.resize_crop(pixels).contiguous()
 
     def model_inputs(self, batch):
         """The model input (n, 3, H, W) on the model's device for the samples of ``batch``.

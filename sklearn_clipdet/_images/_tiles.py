@@ -119,4 +119,8 @@ def decode_tiles(source, size, count, max_image_pixels):
             f"{max_image_pixels}"
         )
     with DECODE_BUDGET.reserve(pixels):
-        return native_tiles(load_rgb(image), size, count)
+        try:
+            return native_tiles(load_rgb(image), size, count)
+        finally:
+            if image is not source:  # ours: its pixels are freed within the budget
+                image.close()
