@@ -43,7 +43,10 @@ __all__ = [
     "open_limited",
     "read_file",
     "reduce_to_target",
+    "one_sequential_scan",
     "sample_errors",
+    "scan_ends_early",
+    "strict_scan",
 ]
 
 #: PIL's own default limit (``PIL.Image.MAX_IMAGE_PIXELS``), about 89.5 megapixels.
@@ -263,10 +266,71 @@ def open_image(source, options=None):
     if isinstance(source, Image.Image):
         return _first_frame(source)
     image = open_limited(io.BytesIO(source), options.max_image_pixels)
+    if image.format == "JPEG" and one_sequential_scan(source):
+        # Decoded without its end marker, a scan cut short runs out of data and fails.
+        image = open_limited(io.BytesIO(strict_scan(source)), options.max_image_pixels)
+        image.info[_STRICT_SCAN] = True
     # Camera JPEGs with an MPF segment open as "MPO", a JPEG subclass that drafts too.
     if options.draft and options.target_size is not None and image.format in ("JPEG", "MPO"):
         _draft(image, options)
     return image
+
+
+_JPEG_END = b"\xff\xd9"
+_STRICT_SCAN = "sklearn_clipdet_strict_scan"  # image.info key: opened from strict_scan(data)
+_SHORT_SCAN = ("truncated JPEG: its scan data ends before the last block (a file cut short "
+               "and closed with an end marker)")
+_SEQUENTIAL_HUFFMAN = (0xC0, 0xC1)  # SOF0 baseline, SOF1 extended
+# Entropy-coded 1 bits (each 0xFF stuffed with 0x00), more than libjpeg reads ahead (57 bits).
+_SCAN_PADDING = b"\xff\x00" * 16
+
+
+def one_sequential_scan(data):
+    """Whether the JPEG ``data`` is Huffman-coded sequential with a single scan, and ends with
+    the end marker (what :func:`strict_scan` needs)."""
+    if not data.endswith(_JPEG_END):
+        return False
+    position, frame = 2, None
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xDA:  # start of scan: entropy-coded data never holds another 0xFFDA
+            return frame in _SEQUENTIAL_HUFFMAN and data.find(b"\xff\xda", position + 2) == -1
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            frame = marker
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    return False
+
+
+def strict_scan(data):
+    """The single-scan JPEG ``data`` (see :func:`one_sequential_scan`) with its end marker
+    replaced by padding that is not a marker, so that a scan cut short fails to decode.
+
+    libjpeg decodes a scan that meets a marker before its last block by filling
+    the rest with grey and warning, and PIL ignores the warning: a file cut
+    mid-scan and closed with an end marker decodes silently as a partly grey
+    image. Without the marker the decoder runs out of data instead (PIL:
+    "image file is truncated"). A complete scan needs no more bytes: it decodes
+    to the same pixels, and the missing end marker is allowed by PIL. A cut in
+    the last few blocks, which the padding covers, still decodes.
+    """
+    return data[:-len(_JPEG_END)] + _SCAN_PADDING
+
+
+def scan_ends_early(data):
+    """Whether the scan of a single-scan JPEG (see :func:`one_sequential_scan`) is cut short.
+
+    Decodes at 1/8 scale (every coefficient is still read), from :func:`strict_scan`.
+    """
+    image = open_limited(io.BytesIO(strict_scan(data)), None)
+    image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+    try:
+        image.load()
+    except OSError:
+        return True
+    return False
 
 
 def load_rgb(image):
@@ -276,7 +340,12 @@ def load_rgb(image):
     scales 16-bit images to 8 bits and refuses images without pixels and
     floating-point images, whose value range is ambiguous.
     """
-    image.load()  # a lazily opened image fails here, where the sample is known
+    try:
+        image.load()  # a lazily opened image fails here, where the sample is known
+    except OSError as exc:
+        if image.info.get(_STRICT_SCAN) and "truncated" in str(exc):
+            raise OSError(_SHORT_SCAN) from exc  # the padding's byte count would mislead
+        raise
     if image.width == 0 or image.height == 0:
         raise ValueError(f"image has no pixels ({image.width}x{image.height})")
     if image.getexif().get(_ORIENTATION, 1) != 1:

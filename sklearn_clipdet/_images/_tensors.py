@@ -12,7 +12,8 @@ by libjpeg-turbo), which is how it is tested on machines without a GPU.
 8-bit JPEGs (grey or YCbCr colour, baseline or progressive) within the pixel
 limit, whose data ends where a complete JPEG ends. Everything else (other
 formats, CMYK or RGB-coded JPEGs, 12-bit, truncated or over-limit files) is
-decoded by PIL on the CPU, which also gives the errors.
+decoded by PIL on the CPU, which also gives the errors; so are JPEGs whose scan
+turns out to be cut short (see :func:`decode_jpegs`).
 """
 
 import io
@@ -25,7 +26,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from .._utils._open_clip import center_crop_or_pad
-from ._reading import open_limited
+from ._reading import one_sequential_scan, open_limited, scan_ends_early
 
 __all__ = [
     "DEVICE_DECODE_CHUNK_PIXELS",
@@ -115,7 +116,9 @@ def decode_jpegs(datas, headers, device, then=None):
     pixels. ``then(images)`` (resizing, say) is applied to the images of each
     call before the next one, so that only one call's full-size images are
     held at once; the results of ``then`` are returned, in order. Raises if
-    any image of a call fails to decode.
+    any image of a call fails to decode or comes from a single-scan JPEG whose
+    scan is cut short (which libjpeg and nvJPEG decode as partly grey; libjpeg
+    prints a warning).
     """
     device = torch.device(device)
     pixel_counts = [header.width * header.height for header in headers]
@@ -124,9 +127,26 @@ def decode_jpegs(datas, headers, device, then=None):
         encoded = [datas[i] if isinstance(datas[i], torch.Tensor) else encoded_tensor(datas[i])
                    for i in chunk]
         decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
+        _refuse_short_scans(decoded, encoded)
         images = [upright(image, headers[i].orientation) for i, image in zip(chunk, decoded)]
         results.extend(images if then is None else then(images))
     return results
+
+
+def _refuse_short_scans(images, encoded):
+    """Raise RuntimeError if one of the decoded ``images`` comes from a scan cut short.
+
+    libjpeg and nvJPEG decode the blocks missing from a scan cut short (a file
+    cut and closed with an end marker) as grey, 128 in every channel, down to
+    the last pixel. Images ending so are checked on their data
+    (:func:`~sklearn_clipdet._images._reading.scan_ends_early`); the caller's
+    PIL path then gives the error.
+    """
+    corners = torch.stack([image[:, -1, -1] for image in images]).cpu().to(torch.int16)
+    for position in ((corners - 128).abs() <= 2).all(dim=1).nonzero().flatten().tolist():
+        data = encoded[position].numpy().tobytes()
+        if one_sequential_scan(data) and scan_ends_early(data):
+            raise RuntimeError("JPEG scan data ends early")
 
 
 def _chunks(indices, sizes, limit):
