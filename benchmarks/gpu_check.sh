@@ -11,7 +11,8 @@
 #   bash benchmarks/gpu_check.sh
 #       On the GPU machine (the device tool's `run`, carry [".gpu-carry"], timeout_s 600):
 #       installs the wheels into /tmp/site, runs the tests marked `cuda`, then
-#       bench_featurizer.py (ViT-L-14 fp16, batch 256, 1024 playground paths cycled) and
+#       bench_featurizer.py (ViT-L-14 fp16, batch 256, 1024 playground paths cycled; with the
+#       views section: the default detector's resize+tiles features) and
 #       bench_classifier.py (100k x 1536) with --device cuda. Everything printed is also
 #       written to $OUT (the device tool brings it back). About 4-6 minutes.
 set -uo pipefail
@@ -58,9 +59,9 @@ timeout 180 "$PYTHON" -m pytest -q -m cuda -p no:cacheprovider --continue-on-col
 echo "exit status ${PIPESTATUS[0]}" | tee -a "$OUT/summary.txt"
 
 log "bench_featurizer: ViT-L-14 fp16, batch 256, 1024 JPEG paths"
-timeout 240 "$PYTHON" benchmarks/bench_featurizer.py --device cuda --precision fp16 \
+timeout 300 "$PYTHON" benchmarks/bench_featurizer.py --device cuda --precision fp16 \
     --model ViT-L-14 --batch-size 256 --n-images 1024 --repeats 2 \
-    --only e2e,cosine,decode,text 2>&1 | tee "$OUT/bench_featurizer.txt"
+    --only e2e,cosine,decode,text,views 2>&1 | tee "$OUT/bench_featurizer.txt"
 echo "exit status ${PIPESTATUS[0]}" | tee -a "$OUT/summary.txt"
 
 log "bench_classifier: 100k x 1536"

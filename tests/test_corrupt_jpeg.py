@@ -159,3 +159,18 @@ def test_valid_jpegs_are_not_refused(tiny_model_name, tmp_path, draft_decode, si
     assert np.isfinite(features).all()
     for name, data in variants.items():
         assert not scan_ends_early(data) or not one_sequential_scan(data), name
+
+
+@pytest.mark.cuda
+def test_nvjpeg_refuses_a_scan_cut_short_and_decodes_the_whole_one():
+    """nvJPEG, like libjpeg, decodes a cut scan as grey: the same re-check must catch it."""
+    from sklearn_clipdet._images._reading import open_limited
+    from sklearn_clipdet._images._tensors import decode_jpegs, encoded_tensor
+
+    whole = _jpeg(Image.fromarray(_photo(120, 160)), quality=90)
+    headers = [open_limited(io.BytesIO(whole), None)]
+    (decoded,) = decode_jpegs([encoded_tensor(whole)], headers, "cuda")
+    assert decoded.is_cuda and tuple(decoded.shape) == (3, 120, 160)
+    cut = _cut_mid_scan(whole, 0.5)
+    with pytest.raises(RuntimeError, match="ends early"):
+        decode_jpegs([encoded_tensor(cut)], [open_limited(io.BytesIO(cut), None)], "cuda")
