@@ -168,3 +168,18 @@ def test_in_front_of_the_featurizer(tiny_model_name):
     assert blurred.shape == clean.shape and np.isfinite(blurred).all()
     assert not np.allclose(blurred, clean)
     np.testing.assert_allclose(identity, clean, rtol=1e-5, atol=1e-6)
+
+
+def test_gaussian_noise_in_strips_draws_what_one_whole_draw_would(monkeypatch):
+    """The noise is added a strip of rows at a time (bounded float copies), with the values
+    of one draw over the whole image, and the caller's image is left as it was."""
+    from sklearn_clipdet.evaluation import perturbations
+
+    monkeypatch.setattr(perturbations, "_STRIP_VALUES", 1000)  # many strips, a ragged last
+    pixels = np.random.default_rng(0).integers(0, 256, (97, 61, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    noisy = np.asarray(GaussianNoise(9.0)._perturb(image, 5, 1234))
+    whole = np.asarray(image, dtype=np.float32) + np.random.default_rng([1234, 5]).standard_normal(
+        pixels.shape, dtype=np.float32) * np.float32(9.0)
+    np.testing.assert_array_equal(noisy, np.clip(np.rint(whole), 0, 255).astype(np.uint8))
+    np.testing.assert_array_equal(np.asarray(image), pixels)

@@ -289,6 +289,9 @@ class GaussianBlur(ImagePerturbation):
         return image.filter(ImageFilter.GaussianBlur(radius=float(self.sigma)))
 
 
+_STRIP_VALUES = 1 << 22  # pixel values GaussianNoise perturbs at a time (16 MiB of float32)
+
+
 class GaussianNoise(ImagePerturbation):
     """Add i.i.d. Gaussian noise to every pixel value, then clip to [0, 255].
 
@@ -341,9 +344,15 @@ class GaussianNoise(ImagePerturbation):
 
     def _perturb(self, image, index, seed):
         rng = np.random.default_rng([seed, index])
-        pixels = np.asarray(image, dtype=np.float32)
-        pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(self.std)
-        return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+        pixels = np.array(image, dtype=np.uint8)
+        # Strips of rows: float copies of a strip, not of the image (the draws are the same).
+        step = max(1, _STRIP_VALUES // max(1, pixels[0].size))
+        for start in range(0, len(pixels), step):
+            strip = pixels[start:start + step]
+            noisy = strip.astype(np.float32)
+            noisy += rng.standard_normal(strip.shape, dtype=np.float32) * np.float32(self.std)
+            strip[...] = np.clip(np.rint(noisy), 0, 255)
+        return Image.fromarray(pixels)
 
 
 class CenterCrop(ImagePerturbation):
