@@ -191,3 +191,27 @@ def test_pos_label_none_scores_the_classifiers_generated_label(tiny_model_name):
     report = robustness_report(pipe, images, ranked, {"blur": [GaussianBlur(1.0)]})
     auc = report.query("metric == 'roc_auc' and perturbation == 'none'")["value"].item()
     assert auc == pytest.approx(roc_auc_score(ranked == "fake", fake_probability)) == 1.0
+
+
+class _Dropping:
+    """A user's perturbation that loses images: none at all, or the last of each call."""
+
+    def __init__(self, keep_none):
+        self.keep_none = keep_none
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return [] if self.keep_none else list(X)[:-1]
+
+    def get_params(self, deep=True):
+        return {"keep_none": self.keep_none}
+
+
+@pytest.mark.parametrize("keep_none", [True, False])
+def test_a_perturbation_that_loses_images_is_refused(fitted, keep_none):
+    """Its images would be paired with the wrong rows (or, with none, never end)."""
+    pipe, X, y = fitted
+    with pytest.raises(ValueError, match=r"returned \d+ images for \d+ .*one image per input"):
+        robustness_report(pipe, X, y, {"dropping": [_Dropping(keep_none)]})

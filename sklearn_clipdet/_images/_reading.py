@@ -36,14 +36,15 @@ __all__ = [
     "decode_image",
     "describe_input",
     "draft_applies",
+    "ends_in_fill_grey",
     "is_missing",
     "load_rgb",
     "load_source",
+    "one_sequential_scan",
     "open_image",
     "open_limited",
     "read_file",
     "reduce_to_target",
-    "one_sequential_scan",
     "sample_errors",
     "scan_ends_early",
     "strict_scan",
@@ -266,10 +267,8 @@ def open_image(source, options=None):
     if isinstance(source, Image.Image):
         return _first_frame(source)
     image = open_limited(io.BytesIO(source), options.max_image_pixels)
-    if image.format == "JPEG" and one_sequential_scan(source):
-        # Decoded without its end marker, a scan cut short runs out of data and fails.
-        image = open_limited(io.BytesIO(strict_scan(source)), options.max_image_pixels)
-        image.info[_STRICT_SCAN] = True
+    if image.format == "JPEG":
+        image.info[_ENCODED] = source  # for load_rgb's check of a scan cut short
     # Camera JPEGs with an MPF segment open as "MPO", a JPEG subclass that drafts too.
     if options.draft and options.target_size is not None and image.format in ("JPEG", "MPO"):
         _draft(image, options)
@@ -277,7 +276,7 @@ def open_image(source, options=None):
 
 
 _JPEG_END = b"\xff\xd9"
-_STRICT_SCAN = "sklearn_clipdet_strict_scan"  # image.info key: opened from strict_scan(data)
+_ENCODED = "sklearn_clipdet_encoded"  # image.info key: a JPEG's file data, until decoded
 _SHORT_SCAN = ("truncated JPEG: its scan data ends before the last block (a file cut short "
                "and closed with an end marker)")
 _SEQUENTIAL_HUFFMAN = (0xC0, 0xC1)  # SOF0 baseline, SOF1 extended
@@ -333,6 +332,16 @@ def scan_ends_early(data):
     return False
 
 
+def ends_in_fill_grey(image):
+    """Whether the last pixel of a decoded image is the grey (128 in every channel, give
+    or take 2) that libjpeg and nvJPEG fill the blocks of a scan cut short with: the
+    cheap sign that :func:`scan_ends_early` is worth asking."""
+    if image.width == 0 or image.height == 0:
+        return False
+    last = image.getpixel((image.width - 1, image.height - 1))
+    return all(abs(value - 128) <= 2 for value in (last if isinstance(last, tuple) else [last]))
+
+
 def load_rgb(image):
     """Decode an image from :func:`open_image` into an RGB image.
 
@@ -340,12 +349,11 @@ def load_rgb(image):
     scales 16-bit images to 8 bits and refuses images without pixels and
     floating-point images, whose value range is ambiguous.
     """
-    try:
-        image.load()  # a lazily opened image fails here, where the sample is known
-    except OSError as exc:
-        if image.info.get(_STRICT_SCAN) and "truncated" in str(exc):
-            raise OSError(_SHORT_SCAN) from exc  # the padding's byte count would mislead
-        raise
+    image.load()  # a lazily opened image fails here, where the sample is known
+    encoded = image.info.pop(_ENCODED, None)
+    if encoded is not None and ends_in_fill_grey(image) and one_sequential_scan(encoded) \
+            and scan_ends_early(encoded):
+        raise OSError(_SHORT_SCAN)
     if image.width == 0 or image.height == 0:
         raise ValueError(f"image has no pixels ({image.width}x{image.height})")
     if image.getexif().get(_ORIENTATION, 1) != 1:

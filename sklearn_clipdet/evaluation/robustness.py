@@ -310,6 +310,12 @@ def _perturbed_features(features_of, X, perturbation, image_column, chunk_size, 
                                                    max_pixels_held=_PIXELS_HELD, **limits)
         else:
             perturbed = list(perturbation.transform(images))
+            if len(perturbed) != len(images):
+                raise ValueError(
+                    f"Perturbation {perturbation!r} returned {len(perturbed)} images for "
+                    f"{len(images)} (samples {start} to {start + len(images) - 1}); a "
+                    "perturbation must return one image per input image, in order."
+                )
         _, rebuild = split_images(take(X, slice(start, start + len(perturbed))), image_column)
         blocks.append(np.asarray(features_of.transform(rebuild(perturbed))))
         progress.update(len(perturbed))
