@@ -7,14 +7,15 @@ from types import MappingProxyType
 import numpy as np
 import torch
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 from skorch import NeuralNetBinaryClassifier
 from skorch.dataset import Dataset
 from skorch.utils import is_dataset, to_device
 
 from ._classifier._batches import FeatureDataset, arrays_of
-from ._classifier._checks import fit_params_error, float32_rows, unread_rows
+from ._classifier._checks import X_VALIDATION, fit_params_error, float32_rows
 from ._classifier._params import SKORCH_OPTION_CONSTRAINTS, SkorchParamsMixin
+from ._classifier._prediction import PredictionMixin
 from ._classifier._state import FittedStateMixin
 from ._classifier._training import TrainingInterrupted, seeded
 from ._constants import AUTO_BATCH_STEPS, MAX_AUTO_BATCH, MIN_AUTO_BATCH
@@ -53,7 +54,8 @@ PAPER_RECIPE = MappingProxyType(
 )
 
 
-class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryClassifier):
+class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, PredictionMixin,
+                          NeuralNetBinaryClassifier):
     """MLP detector trained with a CVaR (+ pairwise-AUC) loss under SAM.
 
     The method of "Robust CLIP-Based Detector for Exposing Diffusion
@@ -472,7 +474,7 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryCl
         self._check_params(self.get_params(deep=False))
         if fit_params:
             raise fit_params_error(type(self).__name__, fit_params)
-        X, y = validate_data(self, X, y, reset=reset, **_X_VALIDATION)
+        X, y = validate_data(self, X, y, reset=reset, **X_VALIDATION)
         X = float32_rows(X)
         check_classification_targets(y)
         y_type = type_of_target(y, input_name="y", raise_unknown=True)
@@ -516,7 +518,7 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryCl
         ``predefined_split``) is checked and converted first.
         """
         if isinstance(dataset, Dataset) and not isinstance(dataset, FeatureDataset):
-            X = float32_rows(validate_data(self, dataset.X, reset=False, **_X_VALIDATION))
+            X = float32_rows(validate_data(self, dataset.X, reset=False, **X_VALIDATION))
             y = None if dataset.y is None else np.asarray(dataset.y)
             if y is not None:
                 self._check_known_labels(y)
@@ -586,74 +588,3 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, NeuralNetBinaryCl
             with torch.no_grad():  # not across the yield: the caller's grad mode is its own
                 logits = network(rows.to(dtype)).reshape(-1)
             yield to_device(logits, device)
-
-    # --------------------------------------------------------------- prediction
-
-    def decision_function(self, X):
-        """Logit of ``classes_[1]`` for each row; NaN for a row that is NaN throughout.
-
-        A featurizer with ``on_error="nan"`` marks an image it could not read
-        (and warns) with such a row, so a pipeline scores the images it read
-        and gives NaN for the others. Other NaN or inf values raise, naming the
-        rows.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Feature rows.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, **_X_VALIDATION)
-        unread = unread_rows(X)
-        if unread.any():  # scored as zeros, then marked: row numbers in errors stay the user's
-            X = np.where(unread[:, None], 0, X)
-        logits = self.forward(float32_rows(X), training=False).numpy()
-        logits[unread] = np.nan
-        return logits
-
-    def predict_proba(self, X):
-        """Class probabilities, columns ordered as ``classes_``; NaN for a row that is
-        NaN throughout (see :meth:`decision_function`).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Feature rows.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, 2)
-        """
-        logits = torch.from_numpy(self.decision_function(X))
-        return torch.stack([torch.sigmoid(-logits), torch.sigmoid(logits)], dim=1).numpy()
-
-    def predict(self, X):
-        """Predicted class labels; NaN for a row that is NaN throughout (see
-        :meth:`decision_function`).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Feature rows.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-            Labels from ``classes_``, with their dtype when every row has one;
-            with NaN rows, float for numeric classes and object otherwise.
-        """
-        positive = self.predict_proba(X)[:, 1]
-        labels = self.classes_[(positive > self.threshold).astype(np.intp)]
-        unread = np.isnan(positive)
-        if unread.any():
-            numeric = np.issubdtype(labels.dtype, np.number)
-            labels = labels.astype(float if numeric else object)
-            labels[unread] = np.nan
-        return labels
-
-
-_X_VALIDATION = dict(dtype=(np.float32, np.float64), ensure_all_finite=False)

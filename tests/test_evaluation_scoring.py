@@ -59,3 +59,22 @@ def test_a_lone_classifier_is_refused(detector_and_images):
     detector, images, _ = detector_and_images
     with pytest.raises(TypeError, match="Pipeline of a featurizer and a classifier"):
         score_images(detector[-1], images)
+
+
+def test_rows_partly_nan_or_inf_are_refused_by_their_index(detector_and_images):
+    """Only rows NaN throughout are unread images; others are damaged features."""
+    from sklearn.pipeline import Pipeline
+
+    detector, images, _ = detector_and_images
+    features = detector[:-1].transform(images[:4])
+    features[1] = np.nan
+    features[2, 0] = np.nan
+    on_features = Pipeline([("features", "passthrough"), ("classifier", detector[-1])])
+    with pytest.raises(ValueError, match=r"1 row\(s\): \[2\]"):
+        score_images(on_features, features)
+    features[2, 0] = np.inf
+    with pytest.raises(ValueError, match=r"1 row\(s\): \[2\]"):
+        score_images(on_features, features)
+    features[2, 0] = 0.0
+    scores = score_images(on_features, features)
+    assert np.isnan(scores[1]) and np.isfinite(scores[[0, 2, 3]]).all()

@@ -95,3 +95,13 @@ def test_training_still_refuses_unread_rows(string_classifier):
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match=r"\[5\]"):
             RobustMLPClassifier(max_epochs=1).fit(X, y)
+
+
+def test_score_refuses_unread_rows_by_index(string_classifier):
+    classifier, X = string_classifier
+    y = np.where(X[:, 0] > 0, "generated", "real")
+    assert 0 <= classifier.score(X, y) <= 1
+    X = X.copy()
+    X[[3, 7]] = np.nan
+    with pytest.raises(ValueError, match=r"2 row\(s\) NaN throughout .*\[3, 7\]"):
+        classifier.score(X, y)

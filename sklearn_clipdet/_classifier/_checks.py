@@ -10,8 +10,8 @@ from .._utils._sklearn_compat import validate_parameter_constraints
 from .._utils._validation import check_finite_rows
 
 __all__ = [
-    "check_param_name", "check_params", "check_state", "fit_params_error", "float32_rows",
-    "positive_int",
+    "X_VALIDATION", "check_param_name", "check_params", "check_state", "fit_params_error",
+    "float32_rows", "positive_int", "unread_rows",
 ]
 
 # What configures each skorch component that the classifier fixes.
@@ -104,6 +104,11 @@ def fit_params_error(owner, fit_params):
     return TypeError(f"{owner}.fit takes X and y only; got {sorted(fit_params)}.")
 
 
+#: How the classifier's ``validate_data`` reads feature rows: float32 or float64 as given,
+#: NaN and inf left for :func:`float32_rows` to name by row.
+X_VALIDATION = dict(dtype=(np.float32, np.float64), ensure_all_finite=False)
+
+
 def float32_rows(X):
     """``X`` as C-ordered float32, after checking that no row holds NaN or inf, before
     or after the conversion."""
@@ -111,8 +116,9 @@ def float32_rows(X):
         rows = np.require(X, np.float32, ["C", "W"])
     if not np.isfinite(rows).all():  # NaN and inf survive the cast: name the culprits
         check_finite_rows(
-            X, "Input X", "Remove or impute these rows (a featurizer with on_error='nan' "
-            "marks failed images this way)."
+            X, "Input X", "Remove or impute these rows. (A row NaN throughout, how a "
+            "featurizer with on_error='nan' marks an image it could not read, is predicted "
+            "as NaN, but cannot be trained on.)"
         )
         check_finite_rows(
             rows, "Input X, converted to float32,", "The classifier computes in float32, "

@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from .._utils._validation import check_finite_rows
 from ._common import generated_label, positive_scores
 
 __all__ = ["score_images"]
@@ -35,7 +36,8 @@ def score_images(detector, X, *, return_labels=False):
     scores : ndarray of shape (n_samples,)
         The probability (for a classifier without ``predict_proba``, the
         decision value) of the generated label: the classifier's
-        ``generated_label_``, else 1. NaN for rows whose features hold NaN.
+        ``generated_label_``, else 1. NaN for rows whose features are NaN
+        throughout; a row only partly NaN or inf raises a ValueError naming it.
     labels : ndarray of shape (n_samples,), dtype object
         Only with ``return_labels=True``: the predicted label of each row
         (the classifier's ``predict``), NaN for rows without a score.
@@ -58,7 +60,9 @@ def score_images(detector, X, *, return_labels=False):
     features = np.asarray(detector[:-1].transform(X))
     scores = np.full(len(features), np.nan)
     labels = np.full(len(features), np.nan, dtype=object)
-    readable = ~np.isnan(features).any(axis=1)
+    readable = ~np.isnan(features).all(axis=1)
+    check_finite_rows(np.where(readable[:, None], features, 0), "The features of X",
+                      "Only rows NaN throughout (unread images) are given a NaN score.")
     if readable.any():
         scores[readable] = positive_scores(classifier, features[readable],
                                            generated_label(classifier))
