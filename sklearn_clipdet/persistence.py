@@ -271,7 +271,6 @@ def _fit_precision_to(path, featurizer_params, device):
     featurizer_params.update(precision="fp32", backbone_fingerprint=None)
 
 
-
 def _featurizer_params(path, params, model_name, pretrained):
     """The saved featurizer settings, with a backbone source fit to use (see load_detector)."""
     params = dict(params)

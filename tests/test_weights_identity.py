@@ -54,6 +54,14 @@ def test_local_dir_config_replaced_in_place_loads_fresh(tmp_path):
     assert second.fingerprint != first.fingerprint
 
 
+def test_other_files_in_the_folder_do_not_reload_the_model(tmp_path):
+    name = write_tiny_model(tmp_path / "model")
+    first = load_backbone(name, None, device="cpu")
+    (tmp_path / "model" / "scores.csv").write_text("image,score\n")
+    (tmp_path / "model" / "run.log").write_text("started\n")
+    assert load_backbone(name, None, device="cpu") is first
+
+
 def test_deleted_local_dir_is_not_served_from_memory(tmp_path):
     name = write_tiny_model(tmp_path / "model")
     load_backbone(name, None, device="cpu")

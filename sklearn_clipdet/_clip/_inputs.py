@@ -68,6 +68,7 @@ def split_input(featurizer, X):
         )
     return samples, None
 
+
 def _column(X, name, parameter):
     """Column ``name`` of DataFrame ``X`` as a list; one column, or a ValueError saying why not."""
     column = X[name]

@@ -80,10 +80,11 @@ def check_source(model_name, pretrained):
 def source_files(model_name, pretrained):
     """The identity of the local files a source is loaded from, to tell when they change.
 
-    For a ``local-dir:`` folder, every file in it (configuration, weights,
-    tokenizer files); for a checkpoint file given as ``pretrained``, that
-    file. Each is named with its size, modification time (ns) and inode, as
-    the image files of a distributed run are: the content is not read.
+    For a ``local-dir:`` folder, the files of the model in it (configuration,
+    weights, tokenizer files; other files, a log say, may change freely); for
+    a checkpoint file given as ``pretrained``, that file. Each is named with
+    its size, modification time (ns) and inode, as the image files of a
+    distributed run are: the content is not read.
 
     Returns
     -------
@@ -95,7 +96,8 @@ def source_files(model_name, pretrained):
     schema, identifier = parse_model_name(model_name)
     if schema == "local-dir":
         try:
-            paths = sorted(path for path in Path(identifier).iterdir() if path.is_file())
+            paths = sorted(path for path in Path(identifier).iterdir()
+                           if _model_file(path.name) and path.is_file())
         except OSError:
             return ()  # no folder: check_source says why
     elif schema is None and pretrained and os.path.isfile(pretrained):
@@ -110,6 +112,15 @@ def source_files(model_name, pretrained):
             continue  # removed since it was listed
         identity.append((path.name, stat.st_size, stat.st_mtime_ns, stat.st_ino))
     return tuple(identity)
+
+
+_TOKENIZER_FILES = ("tokenizer", "vocab", "merges", "special_tokens", "spiece", "sentencepiece")
+
+
+def _model_file(name):
+    """Whether a file of a ``local-dir:`` folder is one open_clip may load the model from."""
+    return (name == _CONFIG_FILE or name.endswith(_WEIGHT_SUFFIXES)
+            or name.startswith(_TOKENIZER_FILES) or name.endswith((".model", ".txt.gz")))
 
 
 def _local_dir_problem(folder):
