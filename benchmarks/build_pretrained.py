@@ -84,11 +84,13 @@ def save_as_original(detector, model, path):
     """
     backbone = load_backbone(model, None, device="cpu")
     key = (*_canonical_source(*ORIGINAL), "cpu", "fp32")
+    local_files, backbone.source_files = backbone.source_files, None  # as a hub model's
     _cache[key] = backbone
     try:
         save_detector(detector, path)
     finally:
         _cache.pop(key, None)
+        backbone.source_files = local_files
 
 
 def main(argv=None):
