@@ -139,18 +139,29 @@ def _damaged_manifest(path, problem):
     )
 
 
-def _checksum(table, summary):
-    """Hash of a partition's columns (names and values) and of its summary."""
+def _digest(data):
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _column_digest(column):
+    """Hash of one column's values."""
     import pyarrow as pa
 
-    digest = hashlib.blake2b(json.dumps(summary, sort_keys=True).encode(), digest_size=16)
-    for name, column in zip(table.column_names, table.columns):
-        digest.update(f"|{name}|".encode())
-        if pa.types.is_floating(column.type):
-            digest.update(column.to_numpy().tobytes())
-        else:
-            digest.update(repr(column.to_pylist()).encode())
-    return digest.hexdigest()
+    if pa.types.is_floating(column.type):
+        return _digest(column.to_numpy().tobytes())
+    return _digest(repr(column.to_pylist()).encode())
+
+
+def _summary_digest(summary):
+    return _digest(json.dumps(summary, sort_keys=True).encode())
+
+
+def _checksum(table, summary):
+    """Hashes of a partition's summary and of each of its columns, by name: a reader of
+    some columns checks those alone."""
+    return {"summary": _summary_digest(summary),
+            "columns": {name: _column_digest(column)
+                        for name, column in zip(table.column_names, table.columns)}}
 
 
 def _write_partition(output, k, index, names, features, summary):
@@ -171,27 +182,41 @@ class _DamagedPartition(Exception):
     """A partition file that cannot be trusted; the message says why."""
 
 
-def _read_partition(output, k):
-    """``(table, summary)`` of partition ``k``, without metadata, after checking that it is
-    partition ``k`` and that its columns and summary match their checksum.
+def _read_partition(output, k, columns=None):
+    """``(table, summary)`` of partition ``k`` (its ``index`` and feature ``columns``;
+    None: all), without metadata, after checking that it is partition ``k`` and that
+    the summary and the columns read match their checksums.
 
     Raises
     ------
     _DamagedPartition
         When the file cannot be read or fails a check.
+    ValueError
+        When ``columns`` names columns the partition does not have.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    path = output / _part_name(k)
     try:
-        table = pq.read_table(output / _part_name(k))
-        summary = json.loads((table.schema.metadata or {}).get(_METADATA_KEY, b"null"))
-        if not isinstance(summary, dict) or _CHECKSUM not in summary:
-            raise _DamagedPartition("it has no checksum in its metadata")
-        checksum = summary.pop(_CHECKSUM)
-        table = table.replace_schema_metadata(None)
-        intact = checksum == _checksum(table, summary)
-    except (OSError, ValueError, pa.ArrowException) as exc:
+        schema = pq.read_schema(path)
+        summary = json.loads((schema.metadata or {}).get(_METADATA_KEY, b"null"))
+        checksum = summary.pop(_CHECKSUM, None) if isinstance(summary, dict) else None
+        if not isinstance(checksum, dict) or set(checksum.get("columns") or ()) != set(
+                schema.names):
+            raise _DamagedPartition("its metadata lack the checksums of its columns")
+        if columns is not None:
+            _check_columns(output, columns, schema.names)
+            columns = ["index", *columns]
+        table = pq.read_table(path, columns=columns).replace_schema_metadata(None)
+        intact = (checksum["summary"] == _summary_digest(summary)
+                  and all(checksum["columns"][name] == _column_digest(column)
+                          for name, column in zip(table.column_names, table.columns)))
+    except (OSError, TypeError, pa.ArrowException) as exc:
+        raise _DamagedPartition(f"unreadable: {str(exc).rstrip('.')}") from exc
+    except ValueError as exc:
+        if isinstance(exc, _UnknownColumns):
+            raise
         raise _DamagedPartition(f"unreadable: {str(exc).rstrip('.')}") from exc
     if not intact:
         raise _DamagedPartition("its data do not match the checksum written with them")
@@ -202,12 +227,25 @@ def _read_partition(output, k):
     return table, summary
 
 
+class _UnknownColumns(ValueError):
+    """Feature columns asked for that a store does not have."""
+
+
+def _check_columns(output, columns, names):
+    unknown = [name for name in columns if name == "index" or name not in names]
+    if unknown:
+        raise _UnknownColumns(
+            f"columns {preview(unknown)} are not features in {output}; its features are "
+            f"{preview(names[1:])}."
+        )
+
+
 def _read_features_table(output, k, token, columns):
     """The ``index`` and feature ``columns`` (None: all) of partition ``k`` of the run
     ``token``, checked (see :func:`_read_partition`); a ValueError names a bad file."""
     path = output / _part_name(k)
     try:
-        table, summary = _read_partition(output, k)
+        table, summary = _read_partition(output, k, columns)
     except _DamagedPartition as exc:
         raise ValueError(
             f"{path} is damaged ({exc}). Call featurize again with the same input and "
@@ -218,15 +256,7 @@ def _read_features_table(output, k, token, columns):
             f"{path} holds features of another run than {output / _MANIFEST} (copied from "
             "another output folder?). Delete it and call featurize again to compute it."
         )
-    if columns is None:
-        return table
-    unknown = [name for name in columns if name not in table.column_names[1:]]
-    if unknown:
-        raise ValueError(
-            f"columns {preview(unknown)} are not features in {output}; its features are "
-            f"{preview(table.column_names[1:])}."
-        )
-    return table.select(["index", *columns])
+    return table
 
 
 def _finished_partition(output, k, token, input_token, files_token):
