@@ -94,7 +94,7 @@ class FeaturizeResult:
     Parameters
     ----------
     output : pathlib.Path
-        The output folder; read it with :func:`read_features` (or :meth:`read`).
+        The output folder; read it with :func:`read_features`.
     n_samples : int
         Samples in the input, over all partitions.
     n_partitions : int
@@ -123,22 +123,6 @@ class FeaturizeResult:
     failures: pd.DataFrame = None
     workers: dict = field(default_factory=dict)
     elapsed_s: float = 0.0
-
-    def read(self, columns=None):
-        """The features, in input order: ``read_features(self.output, columns=columns)``.
-
-        Parameters
-        ----------
-        columns : list of str or None, default=None
-            Feature columns to read; None reads them all.
-
-        Returns
-        -------
-        DataFrame
-            One row per sample, indexed as the input, as :func:`read_features`
-            returns it.
-        """
-        return read_features(self.output, columns=columns)
 
 
 # --- public functions ------------------------------------------------------------------------

@@ -129,7 +129,8 @@ def test_features_equal_single_process_in_input_order(client, tiny_model_name, s
     assert (features.dtypes == np.float32).all()
     np.testing.assert_allclose(features.to_numpy(), expected, rtol=0, atol=1e-6)
     columns = ["image_block1_3", "image_block1_0"]
-    np.testing.assert_array_equal(result.read(columns=columns), features[columns])
+    np.testing.assert_array_equal(read_features(result.output, columns=columns),
+                                  features[columns])
     # Parquet readers of the whole folder see the partitions alone, in order.
     import dask.dataframe as dd
 
