@@ -15,7 +15,9 @@ time it took, for
 Cases: PNGs on the fast path (the defaults), JPEGs decoded at full size by PIL
 (``draft_decode=False``), PNGs cut into native-resolution tiles
 (``views="tiles"``), and PNGs of 4.0 megapixels, just under the size that
-releases memory. Run from the repository root::
+releases memory; and ``noise81``: the peak of ``GaussianNoise`` on one 81-megapixel
+image, as the pre-0.4 whole-image formula (baseline) and in strips (candidate). Run
+from the repository root::
 
     python benchmarks/bench_memory.py             # about 4 minutes on 2 cores
     python benchmarks/bench_memory.py --threads 8 --cases png81
@@ -100,6 +102,26 @@ def child(model, paths, small, workers, settings, baseline):
     )
 
 
+def noise_child(baseline):
+    """Peak growth of adding GaussianNoise to one 81-megapixel image, in this process: the
+    whole-image float formula of sklearn-clipdet 0.3 (baseline) or the strips of today."""
+    import numpy as np
+
+    from sklearn_clipdet.evaluation import GaussianNoise
+
+    image = Image.new("RGB", (9000, 9000), (120, 80, 40))
+    _reset_peak()
+    before = _memory_mib("VmRSS")
+    if baseline:
+        pixels = np.asarray(image, dtype=np.float32)
+        pixels += np.random.default_rng([1, 0]).standard_normal(
+            pixels.shape, dtype=np.float32) * np.float32(5.0)
+        Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    else:
+        GaussianNoise(5.0)._perturb(image, 0, 1)
+    print(json.dumps({"growth": _memory_mib("VmHWM") - before}))
+
+
 def measure(model, paths, small, workers, settings, baseline):
     """Run :func:`child` in a fresh interpreter and return its numbers."""
     args = [
@@ -116,11 +138,15 @@ def measure(model, paths, small, workers, settings, baseline):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,4,8")
-    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--cases", default=",".join([*CASES, "noise81"]))
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--noise-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*json.loads(args.child))
+        return
+    if args.noise_child:
+        noise_child(json.loads(args.noise_child))
         return
     from sklearn_clipdet.testing import write_tiny_model
 
@@ -130,6 +156,8 @@ def main():
         small = str(Path(folder) / "small.png")
         Image.new("RGB", (64, 64), (1, 2, 3)).save(small)
         for case in args.cases.split(","):
+            if case == "noise81":
+                continue
             suffix, width, height, settings, count = CASES[case]
             paths = write_images(folder, suffix, width, height, count)
             print(f"\n{case}: {count} {suffix[1:]} images of {width}x{height}, {settings}")
@@ -149,6 +177,17 @@ def main():
                         for r in row
                     )
                 )
+        if "noise81" in args.cases.split(","):
+            growth = [
+                json.loads(subprocess.run(
+                    [sys.executable, __file__, "--noise-child", json.dumps(baseline)],
+                    capture_output=True, text=True, check=True,
+                ).stdout.strip().splitlines()[-1])["growth"]
+                for baseline in (True, False)
+            ]
+            print("\nnoise81: GaussianNoise(5) on one 9000x9000 RGB image (robustness_report)")
+            print(f"  baseline (whole image in float32) {growth[0]:6.0f} MiB    "
+                  f"candidate (strips of rows) {growth[1]:6.0f} MiB")
         print("\nMiB = 2**20 bytes; both columns are above the resident memory before the call")
 
 
