@@ -117,7 +117,8 @@ class RobustMLPClassifier(SkorchParamsMixin, FittedStateMixin, PredictionMixin,
         False (on ``make_classification(n_features=1536, n_informative=40)``,
         whose informative features have four times the spread of the rest, it
         costs 0.13 AUC after 10 epochs, as a ``StandardScaler`` costs
-        scikit-learn's ``MLPClassifier`` 0.10). The reference code does not
+        scikit-learn's ``MLPClassifier`` 0.10; see
+        ``benchmarks/bench_standardize.py``). The reference code does not
         standardise (``PAPER_RECIPE``).
     loss : {"cvar", "cvar_auc", "bce", "auc"}, default="cvar"
         Training objective. ``"cvar_auc"`` is the method's full objective;

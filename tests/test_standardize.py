@@ -7,7 +7,8 @@ scale carries the signal, and standardising removes it. Adam moves every weight
 by about ``lr`` a step, so before convergence a feature's reach grows with its
 scale: the gap shrinks with training (0.13 AUC after 10 epochs, 0.05 after 100)
 but stays, as it does for scikit-learn's ``MLPClassifier`` (0.10) and
-``LogisticRegression`` (0.03) behind a ``StandardScaler``. These tests pin
+``LogisticRegression`` (0.03) behind a ``StandardScaler``
+(``python benchmarks/bench_standardize.py`` prints these). These tests pin
 both halves: the internal standardisation is exactly an external
 ``StandardScaler``, and on inputs that really are standardised it changes nothing.
 """
