@@ -19,7 +19,7 @@ releases memory; and ``noise81``: the peak of ``GaussianNoise`` on one 81-megapi
 image, as the pre-0.4 whole-image formula (baseline) and in strips (candidate). Run
 from the repository root::
 
-    python benchmarks/bench_memory.py             # about 4 minutes on 2 cores
+    python benchmarks/bench_memory.py             # about 4.5 minutes on 2 cores
     python benchmarks/bench_memory.py --threads 8 --cases png81
 """
 

@@ -202,8 +202,9 @@ def _read_partition(output, k, columns=None):
         schema = pq.read_schema(path)
         summary = json.loads((schema.metadata or {}).get(_METADATA_KEY, b"null"))
         checksum = summary.pop(_CHECKSUM, None) if isinstance(summary, dict) else None
-        if not isinstance(checksum, dict) or set(checksum.get("columns") or ()) != set(
-                schema.names):
+        if (not isinstance(checksum, dict) or not isinstance(checksum.get("summary"), str)
+                or not isinstance(checksum.get("columns"), dict)
+                or set(checksum["columns"]) != set(schema.names)):
             raise _DamagedPartition("its metadata lack the checksums of its columns")
         if columns is not None:
             _check_columns(output, columns, schema.names)

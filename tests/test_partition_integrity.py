@@ -179,3 +179,22 @@ def test_unknown_columns_are_named(run):
         read_features(output, columns=["image_block1_2", "image_block1_0"]),
         expected[["image_block1_2", "image_block1_0"]],
     )
+
+
+@pytest.mark.parametrize("damage", ["no summary digest", "digests as a list"])
+def test_damaged_checksums_in_the_metadata_are_named(run, damage):
+    featurize_again, output, expected = run
+    path = output / "part-00001.parquet"
+    table = pq.read_table(path)
+    key = b"sklearn_clipdet"
+    summary = json.loads(table.schema.metadata[key])
+    if damage == "no summary digest":
+        del summary["checksum"]["summary"]
+    else:
+        summary["checksum"]["columns"] = list(summary["checksum"]["columns"])
+    pq.write_table(table.replace_schema_metadata({key: json.dumps(summary).encode()}), path)
+    with pytest.raises(ValueError, match=r"part-00001\.parquet is damaged \(its metadata lack"):
+        read_features(output)
+    with pytest.warns(UserWarning, match=r"Partitions \[1\] were computed again"):
+        assert featurize_again().computed == [1]
+    pd.testing.assert_frame_equal(read_features(output), expected)

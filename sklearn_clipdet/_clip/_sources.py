@@ -119,7 +119,8 @@ _TOKENIZER_FILES = ("tokenizer", "vocab", "merges", "special_tokens", "spiece", 
 
 def _model_file(name):
     """Whether a file of a ``local-dir:`` folder is one open_clip may load the model from."""
-    return (name == _CONFIG_FILE or name.endswith(_WEIGHT_SUFFIXES)
+    return (name in (_CONFIG_FILE, "config.json", "added_tokens.json")
+            or name.endswith(_WEIGHT_SUFFIXES)
             or name.startswith(_TOKENIZER_FILES) or name.endswith((".model", ".txt.gz")))
 
 

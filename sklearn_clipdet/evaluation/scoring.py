@@ -61,7 +61,7 @@ def score_images(detector, X, *, return_labels=False):
     scores = np.full(len(features), np.nan)
     labels = np.full(len(features), np.nan, dtype=object)
     readable = ~np.isnan(features).all(axis=1)
-    check_finite_rows(np.where(readable[:, None], features, 0), "The features of X",
+    check_finite_rows(np.where(readable[:, None], features, 0), "The features of X,",
                       "Only rows NaN throughout (unread images) are given a NaN score.")
     if readable.any():
         scores[readable] = positive_scores(classifier, features[readable],
