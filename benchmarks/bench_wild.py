@@ -28,11 +28,13 @@ Sections:
    (:func:`sklearn_clipdet.evaluation.source_effects`), on the chosen features;
 3. heads on the chosen features and sources: linear probe, RBF SVM, MLPClassifier,
    the default ``RobustMLPClassifier``, its loss and SAM ablations and ``PAPER_RECIPE``
-   (the last two heads, the paper's network, take about 15 minutes a fit on 2 cores).
+   (the last two heads, the paper's network, take about 15 minutes a fit on 2 cores);
+4. tile pooling: the mean of the tiles (shipped) against adding their spread or maximum,
+   fewer blocks, more resize blocks, and scoring each tile on its own.
 
 Usage::
 
-    python benchmarks/bench_wild.py [--bootstraps 1000] [--only features,sources,heads]
+    python benchmarks/bench_wild.py [--bootstraps 1000] [--only features,sources,heads,pooling]
     python benchmarks/bench_wild.py --only sources --sources-head default --pools photoreal
 
 Without the shared features it prints why and exits with status 0.
@@ -46,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -193,6 +196,70 @@ def heads():
     }
 
 
+class TileVotes(ClassifierMixin, BaseEstimator):
+    """Tiles scored one by one: a probe on the resized image's blocks and a probe on single
+    tiles (each tile labelled as its image), the image's score the sum of the resize logit
+    and the mean tile logit, each scaled by its spread on the training rows.
+
+    ``X`` is the resize view's blocks (``resize_width`` columns), then the tiles flattened.
+    """
+
+    def __init__(self, resize_width, n_tiles=4):
+        self.resize_width = resize_width
+        self.n_tiles = n_tiles
+
+    def _split(self, X):
+        return X[:, :self.resize_width], X[:, self.resize_width:].reshape(
+            len(X) * self.n_tiles, -1)
+
+    def _tile_logits(self, tiles):
+        return self.tiles_.decision_function(tiles).reshape(-1, self.n_tiles).mean(axis=1)
+
+    def fit(self, X, y):
+        resize, tiles = self._split(np.asarray(X))
+        self.classes_ = np.unique(y)
+        self.resize_ = probe().fit(resize, y)
+        self.tiles_ = probe().fit(tiles, np.repeat(y, self.n_tiles))
+        self.scales_ = (self.resize_.decision_function(resize).std(),
+                        self._tile_logits(tiles).std())
+        return self
+
+    def decision_function(self, X):
+        resize, tiles = self._split(np.asarray(X))
+        return (self.resize_.decision_function(resize) / self.scales_[0]
+                + self._tile_logits(tiles) / self.scales_[1])
+
+
+def section_pooling(sources, pool, args):
+    """How the four tiles enter the features: their mean (shipped) against alternatives."""
+    print(f"\n## 4. Tile pooling (linear probe unless said; pool: {', '.join(pool)})\n")
+
+    def three(d):
+        return np.hstack([block(d["resize"], b) for b in (6, 8, 10)])
+
+    variants = {
+        "blocks 6+8+10 + tile mean (shipped)": (
+            probe(), lambda d: np.hstack([three(d), d["tiles"].mean(1)])),
+        "  + tile standard deviation": (
+            probe(), lambda d: np.hstack([three(d), d["tiles"].mean(1), d["tiles"].std(1)])),
+        "  + tile maximum": (
+            probe(), lambda d: np.hstack([three(d), d["tiles"].mean(1), d["tiles"].max(1)])),
+        "  tile mean of blocks 8+10 only": (
+            probe(), lambda d: np.hstack([three(d), d["tiles"].mean(1)[:, WIDTH:]])),
+        "  resize blocks 4-12 + tile mean": (
+            probe(), lambda d: np.hstack([block(d["resize"], b) for b in (4, 6, 8, 10, 12)]
+                                         + [d["tiles"].mean(1)])),
+        "tiles scored one by one (TileVotes)": (
+            TileVotes(3 * WIDTH), lambda d: np.hstack([three(d),
+                                                       d["tiles"].reshape(len(d["y"]), -1)])),
+    }
+    for name, (head, make) in variants.items():
+        X, y, groups = stack(sources, pool, make)
+        report = cross_source_report(head, X, y, groups, n_bootstraps=args.bootstraps,
+                                     random_state=0)
+        print(f"  {name:42s} {headline(report)}", flush=True)
+
+
 def section_heads(sources, pool, feature_name, args):
     print(f"\n## 3. Heads ({feature_name}; pool: {', '.join(pool)})\n")
     X, y, groups = stack(sources, pool, lambda d: feature_sets(d)[feature_name])
@@ -207,7 +274,7 @@ def section_heads(sources, pool, feature_name, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstraps", type=int, default=1000)
-    parser.add_argument("--only", default="features,sources,heads")
+    parser.add_argument("--only", default="features,sources,heads,pooling")
     parser.add_argument("--features", default="blocks 6+8+10 + tiles",
                         help="feature set of sections 2 and 3")
     parser.add_argument("--sources-head", choices=["probe", "default"], default="probe",
@@ -235,6 +302,8 @@ def main(argv=None):
             section_sources(sources, pool, args.features, args)
     if "heads" in only:
         section_heads(sources, photoreal, args.features, args)
+    if "pooling" in only:
+        section_pooling(sources, photoreal, args)
     return 0
 
 
