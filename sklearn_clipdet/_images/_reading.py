@@ -37,6 +37,7 @@ __all__ = [
     "describe_input",
     "draft_applies",
     "ends_in_fill_grey",
+    "is_fill_grey",
     "is_missing",
     "load_rgb",
     "load_source",
@@ -47,7 +48,6 @@ __all__ = [
     "reduce_to_target",
     "sample_errors",
     "scan_ends_early",
-    "strict_scan",
 ]
 
 #: PIL's own default limit (``PIL.Image.MAX_IMAGE_PIXELS``), about 89.5 megapixels.
@@ -286,7 +286,7 @@ _SCAN_PADDING = b"\xff\x00" * 16
 
 def one_sequential_scan(data):
     """Whether the JPEG ``data`` is Huffman-coded sequential with a single scan, and ends with
-    the end marker (what :func:`strict_scan` needs)."""
+    the end marker (what :func:`_strict_scan` needs)."""
     if not data.endswith(_JPEG_END):
         return False
     position, frame = 2, None
@@ -303,7 +303,7 @@ def one_sequential_scan(data):
     return False
 
 
-def strict_scan(data):
+def _strict_scan(data):
     """The single-scan JPEG ``data`` (see :func:`one_sequential_scan`) with its end marker
     replaced by padding that is not a marker, so that a scan cut short fails to decode.
 
@@ -319,11 +319,14 @@ def strict_scan(data):
 
 
 def scan_ends_early(data):
-    """Whether the scan of a single-scan JPEG (see :func:`one_sequential_scan`) is cut short.
+    """Whether ``data`` is a single-scan JPEG (see :func:`one_sequential_scan`) whose scan is
+    cut short; False for other files, whose cut cannot be told this way.
 
-    Decodes at 1/8 scale (every coefficient is still read), from :func:`strict_scan`.
+    Decodes at 1/8 scale (every coefficient is still read), from :func:`_strict_scan`.
     """
-    image = open_limited(io.BytesIO(strict_scan(data)), None)
+    if not one_sequential_scan(data):
+        return False
+    image = open_limited(io.BytesIO(_strict_scan(data)), None)
     image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
     try:
         image.load()
@@ -332,14 +335,19 @@ def scan_ends_early(data):
     return False
 
 
+def is_fill_grey(pixel):
+    """Whether the channel values of ``pixel`` are the grey (128 in every channel, give or
+    take 2) that libjpeg and nvJPEG fill the blocks of a scan cut short with."""
+    return all(abs(value - 128) <= 2 for value in pixel)
+
+
 def ends_in_fill_grey(image):
-    """Whether the last pixel of a decoded image is the grey (128 in every channel, give
-    or take 2) that libjpeg and nvJPEG fill the blocks of a scan cut short with: the
-    cheap sign that :func:`scan_ends_early` is worth asking."""
+    """Whether the last pixel of a decoded PIL image is the fill grey (:func:`is_fill_grey`):
+    the cheap sign that :func:`scan_ends_early` is worth asking."""
     if image.width == 0 or image.height == 0:
         return False
     last = image.getpixel((image.width - 1, image.height - 1))
-    return all(abs(value - 128) <= 2 for value in (last if isinstance(last, tuple) else [last]))
+    return is_fill_grey(last if isinstance(last, tuple) else (last,))
 
 
 def load_rgb(image):
@@ -351,8 +359,7 @@ def load_rgb(image):
     """
     image.load()  # a lazily opened image fails here, where the sample is known
     encoded = image.info.pop(_ENCODED, None)
-    if encoded is not None and ends_in_fill_grey(image) and one_sequential_scan(encoded) \
-            and scan_ends_early(encoded):
+    if encoded is not None and ends_in_fill_grey(image) and scan_ends_early(encoded):
         raise OSError(_SHORT_SCAN)
     if image.width == 0 or image.height == 0:
         raise ValueError(f"image has no pixels ({image.width}x{image.height})")

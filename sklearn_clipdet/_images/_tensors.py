@@ -26,7 +26,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from .._utils._open_clip import center_crop_or_pad
-from ._reading import one_sequential_scan, open_limited, scan_ends_early
+from ._reading import is_fill_grey, open_limited, scan_ends_early
 
 __all__ = [
     "DEVICE_DECODE_CHUNK_PIXELS",
@@ -138,14 +138,14 @@ def _refuse_short_scans(images, encoded):
 
     libjpeg and nvJPEG decode the blocks missing from a scan cut short (a file
     cut and closed with an end marker) as grey, 128 in every channel, down to
-    the last pixel. Images ending so are checked on their data
+    the last pixel (:func:`~sklearn_clipdet._images._reading.is_fill_grey`). Images
+    ending so are checked on their data
     (:func:`~sklearn_clipdet._images._reading.scan_ends_early`); the caller's
     PIL path then gives the error.
     """
-    corners = torch.stack([image[:, -1, -1] for image in images]).cpu().to(torch.int16)
-    for position in ((corners - 128).abs() <= 2).all(dim=1).nonzero().flatten().tolist():
-        data = encoded[position].numpy().tobytes()
-        if one_sequential_scan(data) and scan_ends_early(data):
+    corners = torch.stack([image[:, -1, -1] for image in images]).cpu().tolist()  # one copy
+    for position, corner in enumerate(corners):
+        if is_fill_grey(corner) and scan_ends_early(encoded[position].numpy().tobytes()):
             raise RuntimeError("JPEG scan data ends early")
 
 
