@@ -11,7 +11,7 @@ from .._utils._validation import check_finite_rows
 
 __all__ = [
     "X_VALIDATION", "check_param_name", "check_params", "check_state", "fit_params_error",
-    "float32_rows", "positive_int", "unread_rows",
+    "float32_rows", "positive_int",
 ]
 
 # What configures each skorch component that the classifier fixes.
@@ -125,15 +125,6 @@ def float32_rows(X):
             "whose range ends near 3.4e38: rescale these features."
         )
     return rows
-
-
-def unread_rows(X):
-    """Mask of the rows of ``X`` that are NaN throughout: how a featurizer with
-    ``on_error="nan"`` marks the images it could not read."""
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] == 0 or not np.issubdtype(X.dtype, np.floating):
-        return np.zeros(len(X), dtype=bool)
-    return np.isnan(X).all(axis=1)
 
 
 def check_state(state_dict, spec):

@@ -33,3 +33,12 @@ def check_finite_rows(values, what, advice):
         raise ValueError(
             f"{what} contains NaN or inf in {bad.size} row(s): {preview(bad)}. {advice}"
         )
+
+
+def unread_rows(X):
+    """Mask of the rows of ``X`` that are NaN throughout: how a featurizer with
+    ``on_error="nan"`` marks the images it could not read."""
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] == 0 or not np.issubdtype(X.dtype, np.floating):
+        return np.zeros(len(X), dtype=bool)
+    return np.isnan(X).all(axis=1)

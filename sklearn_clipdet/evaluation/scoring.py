@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils._validation import check_finite_rows
+from .._utils._validation import check_finite_rows, unread_rows
 from ._common import generated_label, positive_scores
 
 __all__ = ["score_images"]
@@ -60,7 +60,7 @@ def score_images(detector, X, *, return_labels=False):
     features = np.asarray(detector[:-1].transform(X))
     scores = np.full(len(features), np.nan)
     labels = np.full(len(features), np.nan, dtype=object)
-    readable = ~np.isnan(features).all(axis=1)
+    readable = ~unread_rows(features)
     check_finite_rows(np.where(readable[:, None], features, 0), "The features of X,",
                       "Only rows NaN throughout (unread images) are given a NaN score.")
     if readable.any():
